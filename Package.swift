@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "XenGnt",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "XenGnt", targets: ["XenGnt"]),
+        .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
+        .executable(name: "xengnt-example", targets: ["xengnt-example"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
+    ],
+    targets: [
+        // The Linux uapi headers for gntdev, gntalloc and dma-buf (Debian: libxen-dev, linux-libc-dev).
+        .systemLibrary(
+            name: "CXenGnt",
+            path: "Sources/CXenGnt",
+            providers: [.apt(["libxen-dev"])]
+        ),
+        .target(
+            name: "XenGnt",
+            dependencies: [
+                "CXenGnt",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "XenGntTesting",
+            dependencies: [
+                "XenGnt",
+                "CXenGnt",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "xengnt-example",
+            dependencies: ["XenGnt", "XenGntTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "XenGntTests",
+            dependencies: [
+                "XenGnt",
+                "XenGntTesting",
+                "CXenGnt",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

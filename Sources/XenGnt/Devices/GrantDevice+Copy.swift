@@ -1,0 +1,152 @@
+internal import CXenGnt
+import SystemPackage
+
+/// A Xen grant-table status code (`GNTST_*`), as reported per grant-copy segment.
+public struct GrantStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: Int16
+    public init(rawValue: Int16) { self.rawValue = rawValue }
+
+    public static let okay = GrantStatus(rawValue: 0)
+    public static let generalError = GrantStatus(rawValue: -1)
+    public static let badDomain = GrantStatus(rawValue: -2)
+    public static let badGrantRef = GrantStatus(rawValue: -3)
+    public static let badHandle = GrantStatus(rawValue: -4)
+    public static let badVirtualAddress = GrantStatus(rawValue: -5)
+    public static let badDeviceAddress = GrantStatus(rawValue: -6)
+    public static let noDeviceSpace = GrantStatus(rawValue: -7)
+    public static let permissionDenied = GrantStatus(rawValue: -8)
+    public static let badPage = GrantStatus(rawValue: -9)
+    public static let badCopyArgument = GrantStatus(rawValue: -10)
+    public static let addressTooBig = GrantStatus(rawValue: -11)
+    public static let tryAgain = GrantStatus(rawValue: -12)
+    public static let noSpace = GrantStatus(rawValue: -13)
+
+    /// Whether the segment was copied.
+    public var isOkay: Bool { rawValue == 0 }
+
+    public var description: String {
+        switch rawValue {
+        case 0: "GNTST_okay"
+        case -1: "GNTST_general_error"
+        case -2: "GNTST_bad_domain"
+        case -3: "GNTST_bad_gntref"
+        case -4: "GNTST_bad_handle"
+        case -5: "GNTST_bad_virt_addr"
+        case -6: "GNTST_bad_dev_addr"
+        case -7: "GNTST_no_device_space"
+        case -8: "GNTST_permission_denied"
+        case -9: "GNTST_bad_page"
+        case -10: "GNTST_bad_copy_arg"
+        case -11: "GNTST_address_too_big"
+        case -12: "GNTST_eagain"
+        case -13: "GNTST_no_space"
+        default: "GNTST \(rawValue)"
+        }
+    }
+}
+
+/// One piece of a grant copy: `length` bytes from `source` to `destination`, at least one of
+/// which is a grant. A grant side may not cross its page.
+public struct GrantCopySegment: @unchecked Sendable {
+    /// One side of a copy.
+    public enum Endpoint: @unchecked Sendable {
+        /// Memory of this process.
+        case local(UnsafeMutableRawPointer)
+        /// A granted page, at a byte offset within it.
+        case grant(ForeignGrant, offset: Int)
+    }
+
+    public var source: Endpoint
+    public var destination: Endpoint
+    public var length: Int
+    /// Set by ``GrantDevice/copy(_:)``: the first failure among the segment's operations, or
+    /// ``GrantStatus/okay``.
+    public var status: GrantStatus = .okay
+
+    public init(from source: Endpoint, to destination: Endpoint, length: Int) {
+        self.source = source
+        self.destination = destination
+        self.length = length
+    }
+}
+
+extension GrantDevice {
+    /// Copies between local memory and granted pages through Xen, without mapping them. Each
+    /// segment's ``GrantCopySegment/status`` is set; a bad grant fails only its segment.
+    ///
+    /// - Throws: before the kernel is asked, when a segment has no grant side, crosses a page
+    ///   on a grant side, or names a reserved domain; ``XenGntError/Operation/grantCopy`` with
+    ///   `EFAULT` when a local address is not mapped.
+    ///
+    /// The corresponding ioctl is `IOCTL_GNTDEV_GRANT_COPY`.
+    public func copy(_ segments: inout [GrantCopySegment]) throws(XenGntError) {
+        if segments.isEmpty { return }
+        let segmentSize = MemoryLayout<ioctl_gntdev_grant_copy_segment>.stride
+        let header = MemoryLayout<ioctl_gntdev_grant_copy>.stride
+        for segment in segments { try Self.validate(segment) }
+        let count = segments.count
+        try handle.withArgument(bytes: header + count * segmentSize) { raw throws(XenGntError) in
+            let table = (raw + header).bindMemory(to: ioctl_gntdev_grant_copy_segment.self, capacity: count)
+            for i in 0..<count {
+                let segment = segments[i]
+                var flags: UInt16 = 0
+                switch segment.source {
+                case .local(let address): table[i].source.virt = address
+                case .grant(let grant, let offset):
+                    flags |= UInt16(CXG_GNTCOPY_SOURCE_GREF)
+                    table[i].source.foreign.ref = grant.ref.rawValue
+                    table[i].source.foreign.offset = UInt16(offset)
+                    table[i].source.foreign.domid = grant.domain.rawValue
+                }
+                switch segment.destination {
+                case .local(let address): table[i].dest.virt = address
+                case .grant(let grant, let offset):
+                    flags |= UInt16(CXG_GNTCOPY_DEST_GREF)
+                    table[i].dest.foreign.ref = grant.ref.rawValue
+                    table[i].dest.foreign.offset = UInt16(offset)
+                    table[i].dest.foreign.domid = grant.domain.rawValue
+                }
+                table[i].len = UInt16(segment.length)
+                table[i].flags = flags
+                table[i].status = 0
+            }
+            let argument = raw.bindMemory(to: ioctl_gntdev_grant_copy.self, capacity: 1)
+            argument.pointee.count = UInt32(count)
+            argument.pointee.segments = table
+            do throws(Errno) {
+                _ = try handle.ioctl(Request.grantCopy, raw)
+            } catch {
+                let cause: XenGntError.Cause = switch error {
+                case .badAddress: .invalidArgument("a local buffer of a segment is not memory this process may access.")
+                case .noMemory: .outOfMemory
+                default: .kernel
+                }
+                throw XenGntError(.grantCopy, errno: error, cause: cause)
+            }
+            for i in 0..<count {
+                segments[i].status = GrantStatus(rawValue: table[i].status)
+            }
+        }
+    }
+
+    private static func validate(_ segment: GrantCopySegment) throws(XenGntError) {
+        guard segment.length >= 0, segment.length <= xenPageSize else {
+            throw XenGntError(.grantCopy, cause: .invalidArgument("a grant copy segment is 0 to 4096 bytes long; this one is \(segment.length)."))
+        }
+        let sourceIsGrant = try validate(segment.source, length: segment.length)
+        let destinationIsGrant = try validate(segment.destination, length: segment.length)
+        guard sourceIsGrant || destinationIsGrant else {
+            throw XenGntError(.grantCopy, cause: .invalidArgument("a grant copy segment needs a grant on at least one side; the kernel does not copy local to local."))
+        }
+    }
+
+    /// Validates one side; returns whether it is a grant.
+    private static func validate(_ endpoint: GrantCopySegment.Endpoint, length: Int) throws(XenGntError) -> Bool {
+        guard case .grant(let grant, let offset) = endpoint else { return false }
+        try grant.domain.validate(for: .grantCopy)
+        guard offset >= 0, offset + length <= xenPageSize else {
+            throw XenGntError(.grantCopy, cause: .invalidArgument("a grant side of a copy cannot cross its page: offset \(offset) + length \(length) is over 4096."))
+        }
+        return true
+    }
+}

@@ -1,0 +1,227 @@
+internal import CXenGnt
+public import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An owned dma-buf file descriptor from any source: a DRM PRIME export, udmabuf, a DMA heap,
+/// or a buffer another process passed over a socket. Closing it (or letting it go) drops this
+/// process's reference; the buffer lives on while any other user holds it.
+///
+/// Use ``fileDescriptor`` to lend the descriptor to another API without giving it away, and
+/// ``take()`` to hand ownership over. A descriptor taken out is the caller's to close.
+public struct DmaBuf: ~Copyable, Sendable {
+    let calls: any SystemCalls
+    /// The descriptor; lend it, do not close it.
+    public let fileDescriptor: FileDescriptor
+    private var isOwned = true
+
+    /// Takes ownership of `fileDescriptor`, a dma-buf opened on `system`.
+    public init(adopting fileDescriptor: FileDescriptor, on system: XenSystem = .kernel) {
+        self.calls = system.calls
+        self.fileDescriptor = fileDescriptor
+    }
+
+    init(fd: Int32, calls: any SystemCalls) {
+        self.calls = calls
+        self.fileDescriptor = FileDescriptor(rawValue: fd)
+    }
+
+    var fd: Int32 { fileDescriptor.rawValue }
+
+    /// The buffer's size in bytes (`lseek(fd, 0, SEEK_END)`, which every dma-buf supports).
+    ///
+    /// The corresponding C function is `lseek`.
+    public func size() throws(XenGntError) -> Int {
+        try Self.size(of: fd, calls: calls, operation: .dmaBufSize)
+    }
+
+    static func size(of fd: Int32, calls: any SystemCalls, operation: XenGntError.Operation) throws(XenGntError) -> Int {
+        do throws(Errno) {
+            return Int(try calls.lseek(fd, offset: 0, whence: SEEK_END))
+        } catch {
+            let cause: XenGntError.Cause = switch error {
+            case .badFileDescriptor: .badFileDescriptor
+            case .illegalSeek, .invalidArgument: .notADmaBuf
+            default: .kernel
+            }
+            throw XenGntError(operation, errno: error, cause: cause)
+        }
+    }
+
+    /// Brackets CPU access to the buffer's memory, so caches are kept coherent with devices.
+    ///
+    /// Call with ``CPUAccessPhase/start`` before reading or writing a CPU mapping and with
+    /// ``CPUAccessPhase/end`` after; ``withCPUAccess(_:_:)`` does both.
+    ///
+    /// The corresponding ioctl is `DMA_BUF_IOCTL_SYNC`.
+    public func sync(_ phase: CPUAccessPhase, _ access: Access) throws(XenGntError) {
+        var flags = UInt64(access == .readOnly ? DMA_BUF_SYNC_READ : DMA_BUF_SYNC_RW)
+        if phase == .end { flags |= UInt64(DMA_BUF_SYNC_END) }
+        var argument = dma_buf_sync(flags: flags)
+        do throws(Errno) {
+            _ = try retryingOnInterrupt { () throws(Errno) in try calls.ioctl(fd, Request.dmaBufSync, &argument) }
+        } catch {
+            throw XenGntError(.dmaBufSync, errno: error, cause: Self.cause(of: error))
+        }
+    }
+
+    /// Runs `body` between a start and an end of CPU access.
+    ///
+    /// The corresponding ioctl is `DMA_BUF_IOCTL_SYNC`.
+    public func withCPUAccess<R>(_ access: Access, _ body: () throws(XenGntError) -> R) throws(XenGntError) -> R {
+        try sync(.start, access)
+        let result: R
+        do throws(XenGntError) {
+            result = try body()
+        } catch {
+            try? sync(.end, access)
+            throw error
+        }
+        try sync(.end, access)
+        return result
+    }
+
+    /// Names the buffer (shown in `/proc/<pid>/fdinfo` and debugfs); at most 31 bytes of UTF-8.
+    ///
+    /// The corresponding ioctl is `DMA_BUF_SET_NAME`.
+    public func setName(_ name: String) throws(XenGntError) {
+        let utf8 = Array(name.utf8)
+        guard utf8.count < Int(CXG_DMA_BUF_NAME_LEN), !utf8.contains(0) else {
+            throw XenGntError(.dmaBufSetName, cause: .invalidArgument("a dma-buf name is at most \(Int(CXG_DMA_BUF_NAME_LEN) - 1) bytes of UTF-8 without NUL; \"\(name)\" is \(utf8.count)."))
+        }
+        // The ioctl reads a NUL-terminated string of at most DMA_BUF_NAME_LEN bytes.
+        var storage: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        let outcome = withUnsafeMutableBytes(of: &storage) { raw in
+            raw.copyBytes(from: utf8)
+            return Result { () throws(Errno) in
+                try retryingOnInterrupt { () throws(Errno) in try calls.ioctl(fd, Request.dmaBufSetName, raw.baseAddress) }
+            }
+        }
+        if case .failure(let error) = outcome {
+            throw XenGntError(.dmaBufSetName, errno: error, cause: Self.cause(of: error))
+        }
+    }
+
+    /// A second owned descriptor for the same buffer (both must be closed for this process to
+    /// let go of it).
+    ///
+    /// The corresponding C function is `dup`.
+    public func duplicate() throws(XenGntError) -> DmaBuf {
+        do throws(Errno) {
+            return DmaBuf(fd: try calls.dup(fd), calls: calls)
+        } catch {
+            throw XenGntError(.duplicate, errno: error, cause: error == .badFileDescriptor ? .badFileDescriptor : .kernel)
+        }
+    }
+
+    /// Maps the buffer into this process.
+    ///
+    /// - Throws: ``XenGntError/Cause/notMappable`` for buffers whose exporter has no mmap
+    ///   (gntdev exports).
+    ///
+    /// The corresponding C function is `mmap`.
+    public func map(_ access: Access = .readWrite) throws(XenGntError) -> DmaBufMapping {
+        let length = try size()
+        guard length > 0 else { throw XenGntError(.mapMemory, cause: .emptyRequest) }
+        let protection = access == .readWrite ? PROT_READ | PROT_WRITE : PROT_READ
+        do throws(Errno) {
+            let address = try retryingOnInterrupt { () throws(Errno) in
+                try calls.mmap(length: length, protection: protection, flags: MAP_SHARED, fd: fd, offset: 0)
+            }
+            return DmaBufMapping(calls: calls, address: address, byteCount: length, access: access)
+        } catch {
+            throw XenGntError(.mapMemory, errno: error, cause: error == .invalidArgument || error == .noDevice ? .notMappable : Self.cause(of: error))
+        }
+    }
+
+    /// Gives up ownership: the descriptor is returned and no longer closed by XenGnt.
+    public consuming func take() -> FileDescriptor {
+        isOwned = false
+        return fileDescriptor
+    }
+
+    /// Closes the descriptor, reporting errors.
+    ///
+    /// The corresponding C function is `close`.
+    public consuming func close() throws(XenGntError) {
+        isOwned = false
+        do throws(Errno) {
+            try calls.close(fd)
+        } catch {
+            throw XenGntError(.closeDescriptor, errno: error, cause: error == .badFileDescriptor ? .badFileDescriptor : .kernel)
+        }
+    }
+
+    deinit {
+        if isOwned { try? calls.close(fd) }
+    }
+
+    static func cause(of errno: Errno) -> XenGntError.Cause {
+        switch errno {
+        case .badFileDescriptor: .badFileDescriptor
+        case .inappropriateIOCTLForDevice: .notADmaBuf
+        case .noMemory: .outOfMemory
+        default: .kernel
+        }
+    }
+}
+
+extension Errno {
+    static var noDevice: Errno { .operationNotSupportedByDevice }
+}
+
+/// The two halves of a CPU access bracket (`DMA_BUF_SYNC_START`, `DMA_BUF_SYNC_END`).
+public enum CPUAccessPhase: Sendable, Hashable {
+    case start
+    case end
+}
+
+/// A dma-buf mapped into this process. Unmapped when it goes away.
+public struct DmaBufMapping: ~Copyable, @unchecked Sendable {
+    let calls: any SystemCalls
+    /// Start of the mapped memory.
+    public let baseAddress: UnsafeMutableRawPointer
+    /// Bytes mapped.
+    public let byteCount: Int
+    /// Whether the memory is writable.
+    public let access: Access
+    private var isMapped = true
+
+    init(calls: any SystemCalls, address: UnsafeMutableRawPointer, byteCount: Int, access: Access) {
+        self.calls = calls
+        self.baseAddress = address
+        self.byteCount = byteCount
+        self.access = access
+    }
+
+    /// Calls `body` with the mapped bytes.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: baseAddress, count: byteCount))
+    }
+
+    /// Calls `body` with the mapped bytes, writable.
+    ///
+    /// - Throws: ``XenGntError/Cause/readOnlyMapping`` for a read-only mapping.
+    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws(XenGntError) -> R) throws(XenGntError) -> R {
+        guard access == .readWrite else { throw XenGntError(.mapMemory, cause: .readOnlyMapping) }
+        return try body(UnsafeMutableRawBufferPointer(start: baseAddress, count: byteCount))
+    }
+
+    /// Unmaps the memory, reporting errors.
+    ///
+    /// The corresponding C function is `munmap`.
+    public consuming func unmap() throws(XenGntError) {
+        isMapped = false
+        do throws(Errno) {
+            try calls.munmap(baseAddress, length: byteCount)
+        } catch {
+            throw XenGntError(.unmapMemory, errno: error, cause: .kernel)
+        }
+    }
+
+    deinit {
+        if isMapped { try? calls.munmap(baseAddress, length: byteCount) }
+    }
+}

@@ -1,0 +1,101 @@
+internal import CXenGnt
+package import SystemPackage
+
+#if canImport(Glibc)
+package import Glibc
+#elseif canImport(Musl)
+package import Musl
+#endif
+
+/// The production side of the seam: every requirement is one libc call. This is the only file in
+/// XenGnt that calls libc for devices, descriptors or memory mappings.
+package struct KernelSystemCalls: SystemCalls {
+    package init() {}
+
+    @inline(__always)
+    private func check(_ result: Int32) throws(Errno) -> Int32 {
+        if result < 0 { throw Errno(rawValue: Glibc.errno) }
+        return result
+    }
+
+    package func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 {
+        try check(Glibc.open(path, flags, mode_t(mode)))
+    }
+
+    package func close(_ fd: Int32) throws(Errno) {
+        _ = try check(Glibc.close(fd))
+    }
+
+    package func dup(_ fd: Int32) throws(Errno) -> Int32 {
+        try check(cxg_fcntl_int(fd, F_DUPFD_CLOEXEC, 0))
+    }
+
+    package func dup3(_ oldFD: Int32, _ newFD: Int32, flags: Int32) throws(Errno) {
+        _ = try check(cxg_dup3(oldFD, newFD, flags))
+    }
+
+    package func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+        try check(cxg_ioctl(fd, request, argument))
+    }
+
+    package func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+        guard let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset)),
+              address != MAP_FAILED
+        else { throw Errno(rawValue: Glibc.errno) }
+        return address
+    }
+
+    package func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
+        _ = try check(Glibc.munmap(address, length))
+    }
+
+    package func lseek(_ fd: Int32, offset: Int64, whence: Int32) throws(Errno) -> Int64 {
+        let result = Glibc.lseek(fd, off_t(offset), whence)
+        if result < 0 { throw Errno(rawValue: Glibc.errno) }
+        return Int64(result)
+    }
+
+    package func fstat(_ fd: Int32) throws(Errno) -> stat {
+        var info = stat()
+        _ = try check(Glibc.fstat(fd, &info))
+        return info
+    }
+
+    package func readSmallFile(_ path: String) throws(Errno) -> String {
+        let fd = try retryingOnInterrupt { () throws(Errno) in try check(Glibc.open(path, O_RDONLY | O_CLOEXEC)) }
+        defer { _ = Glibc.close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var length = 0
+        while length < buffer.count {
+            let n = buffer.withUnsafeMutableBytes { raw in
+                Glibc.read(fd, raw.baseAddress! + length, raw.count - length)
+            }
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw Errno(rawValue: Glibc.errno)
+            }
+            if n == 0 { break }
+            length += n
+        }
+        return String(decoding: buffer[..<length], as: UTF8.self)
+    }
+
+    package func machine() -> String {
+        var names = utsname()
+        return withUnsafeBytes(of: &names.machine) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    package func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
+        try check(cxg_memfd_create(name, flags))
+    }
+
+    package func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {
+        _ = try check(Glibc.ftruncate(fd, off_t(length)))
+    }
+
+    package func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 {
+        try check(cxg_fcntl_int(fd, command, argument))
+    }
+}

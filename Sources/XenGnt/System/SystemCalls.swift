@@ -1,0 +1,68 @@
+package import SystemPackage
+
+#if canImport(Glibc)
+package import Glibc
+#elseif canImport(Musl)
+package import Musl
+#endif
+
+/// The one seam through which XenGnt touches a device or the kernel's view of the system.
+///
+/// The production implementation (``KernelSystemCalls``) calls the kernel. The simulated Xen in
+/// XenGntTesting implements the same requirements: it receives the raw ioctl request number and
+/// argument pointer and decodes the C struct exactly as the kernel would, so a unit test checks
+/// the bytes that would reach the kernel.
+///
+/// Requirements report failure with the raw `Errno`. They do not retry `EINTR`; the core calls
+/// them through ``retryingOnInterrupt(_:)``, so the retry is the same whichever implementation
+/// sits behind the seam (and the simulator's injected `EINTR` proves it). `close` is never retried:
+/// on Linux the descriptor is gone even when `close` reports `EINTR`.
+package protocol SystemCalls: Sendable {
+    func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32
+    func close(_ fd: Int32) throws(Errno)
+    /// Duplicates `fd` to the lowest free number, with `FD_CLOEXEC` set.
+    func dup(_ fd: Int32) throws(Errno) -> Int32
+    /// Atomically makes `newFD` refer to the file of `oldFD` (closing what `newFD` referred to).
+    func dup3(_ oldFD: Int32, _ newFD: Int32, flags: Int32) throws(Errno)
+    func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32
+    func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer
+    func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno)
+    func lseek(_ fd: Int32, offset: Int64, whence: Int32) throws(Errno) -> Int64
+    func fstat(_ fd: Int32) throws(Errno) -> stat
+    /// Reads a small text file (sysfs, procfs) whole.
+    func readSmallFile(_ path: String) throws(Errno) -> String
+    /// The machine name of `uname(2)` (`x86_64`, `aarch64`).
+    func machine() -> String
+    func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32
+    func ftruncate(_ fd: Int32, length: Int64) throws(Errno)
+    /// `fcntl` with an integer argument (sealing: `F_ADD_SEALS`, `F_GET_SEALS`).
+    func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32
+}
+
+/// Runs `body` again for as long as it fails with `EINTR`.
+@inline(__always)
+package func retryingOnInterrupt<T>(_ body: () throws(Errno) -> T) throws(Errno) -> T {
+    while true {
+        do {
+            return try body()
+        } catch where error == .interrupted {
+            continue
+        }
+    }
+}
+
+/// Where a device is opened: the running kernel, or a simulated Xen domain.
+///
+/// Pass ``kernel`` in production. XenGntTesting's `XenSimulation.domain(_:)` gives values that
+/// route every call to a simulated domain instead, so code written against XenGnt can be unit
+/// tested on any machine. The value is opaque: it only says where calls go.
+public struct XenSystem: Sendable {
+    package let calls: any SystemCalls
+
+    package init(_ calls: any SystemCalls) {
+        self.calls = calls
+    }
+
+    /// The running kernel: `/dev/xen/gntdev`, `/dev/xen/gntalloc`, real dma-bufs.
+    public static let kernel = XenSystem(KernelSystemCalls())
+}
