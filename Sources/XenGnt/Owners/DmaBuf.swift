@@ -169,7 +169,7 @@ public struct DmaBuf: ~Copyable, Sendable {
 }
 
 extension Errno {
-    static var noDevice: Errno { .operationNotSupportedByDevice }
+    package static var noDevice: Errno { .operationNotSupportedByDevice }
 }
 
 /// The two halves of a CPU access bracket (`DMA_BUF_SYNC_START`, `DMA_BUF_SYNC_END`).
