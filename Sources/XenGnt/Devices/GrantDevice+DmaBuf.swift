@@ -53,6 +53,7 @@ extension GrantDevice {
         fill: (UnsafeMutableBufferPointer<GrantRef>) -> Void
     ) throws(XenGntError) -> ExportedDmaBuf {
         try validate(count: count, for: .exportDmaBuf)
+        handle.sweepLingering()
         let size = cxg_exp_from_refs_size(UInt32(count))
         let fd: Int32 = try handle.withArgument(bytes: size) { raw throws(XenGntError) in
             let argument = raw.assumingMemoryBound(to: ioctl_gntdev_dmabuf_exp_from_refs.self)

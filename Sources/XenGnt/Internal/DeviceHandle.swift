@@ -42,6 +42,10 @@ final class DeviceHandle: Sendable {
     /// A descriptor on /dev/null, opened on first use, that `dup3` copies over a descriptor
     /// number to keep the number reserved while the kernel still names an object by it.
     private let placeholder = Mutex<Int32>(-1)
+    /// Placeholders whose buffer was not yet released when their owner went away. The kernel
+    /// still records the buffer under that number, so the number is freed only once the kernel
+    /// reports the buffer released (or this file closes, which ends every wait on it).
+    private let lingering = Mutex<[Int32]>([])
 
     init(path: String, calls: any SystemCalls) throws(XenGntError) {
         self.path = path
@@ -72,6 +76,42 @@ final class DeviceHandle: Sendable {
         try? calls.close(fd)
         let spare = placeholder.withLock { $0 }
         if spare >= 0 { try? calls.close(spare) }
+        for number in lingering.withLock({ $0 }) { try? calls.close(number) }
+    }
+
+    /// Whether the exported buffer recorded under `number` has been released: wait-released
+    /// with a zero timeout (0 or ENOENT: released; ETIMEDOUT: still in use).
+    func isReleased(_ number: Int32) throws(Errno) -> Bool {
+        var argument = ioctl_gntdev_dmabuf_exp_wait_released(fd: UInt32(bitPattern: number), wait_to_ms: 0)
+        do throws(Errno) {
+            _ = try ioctl(Request.expWaitReleased, &argument)
+            return true
+        } catch .timedOut {
+            return false
+        } catch .noSuchFileOrDirectory {
+            return true
+        }
+    }
+
+    /// Frees a placeholder number now if its buffer is released, else once it is.
+    func retire(placeholder number: Int32) {
+        if (try? isReleased(number)) == false {
+            lingering.withLock { $0.append(number) }
+        } else {
+            try? calls.close(number)
+        }
+    }
+
+    /// Frees the lingering numbers whose buffers have been released since.
+    func sweepLingering() {
+        lingering.withLock { numbers in
+            guard !numbers.isEmpty else { return }
+            numbers.removeAll { number in
+                guard (try? isReleased(number)) != false else { return false }
+                try? calls.close(number)
+                return true
+            }
+        }
     }
 
     /// Atomically replaces what `number` refers to with /dev/null: the object that was there

@@ -64,8 +64,9 @@ public struct ExportedDmaBuf: ~Copyable, Sendable {
     /// Releases the buffer and blocks until every user has let go, or `timeout` passes.
     ///
     /// - Throws: ``XenGntError/Cause/timedOut`` when users remain; the kernel still frees the
-    ///   buffer when they let go, but this process is no longer told. Use ``release()`` and
-    ///   ``PendingRelease/wait(timeout:)`` to be able to wait again.
+    ///   buffer when they let go (and XenGnt frees the descriptor number then), but this
+    ///   process is no longer told. Use ``release()`` and ``PendingRelease/wait(timeout:)`` to
+    ///   be able to wait again.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED`.
     public consuming func releaseAndWait(timeout: Duration) throws(XenGntError) {

@@ -8,7 +8,8 @@ import Glibc
 /// An exported dma-buf this process has let go of, waiting for its other users.
 ///
 /// It keeps the buffer's descriptor number reserved (by a /dev/null placeholder) so the wait
-/// names the right buffer; the number is freed when this goes away.
+/// names the right buffer. The number is freed when this goes away and the buffer is released;
+/// if users remain then, the device frees it once they have let go.
 ///
 /// "Released" means every user has let go. The kernel may still be unmapping the grants from
 /// Xen for a moment after; that is harmless for the frontend, which may end access at once
@@ -16,7 +17,6 @@ import Glibc
 public struct PendingRelease: ~Copyable, Sendable {
     let handle: DeviceHandle
     let fd: Int32
-    private var isOpen = true
 
     init(handle: DeviceHandle, fd: Int32) {
         self.handle = handle
@@ -82,19 +82,10 @@ public struct PendingRelease: ~Copyable, Sendable {
         return true
     }
 
-    /// Frees the reserved descriptor number, reporting errors.
-    ///
-    /// The corresponding C function is `close`.
-    public consuming func close() throws(XenGntError) {
-        isOpen = false
-        do throws(Errno) {
-            try handle.calls.close(fd)
-        } catch {
-            throw XenGntError(.closeDescriptor, errno: error, cause: .kernel)
-        }
-    }
-
+    /// Stops waiting. The reserved number is freed at once if the buffer is released, or else
+    /// as soon as it is (while the kernel still records the buffer under the number, freeing it
+    /// would let a new export take it and confuse later waits).
     deinit {
-        if isOpen { try? handle.calls.close(fd) }
+        handle.retire(placeholder: fd)
     }
 }

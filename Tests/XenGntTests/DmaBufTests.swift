@@ -1,0 +1,403 @@
+import SystemPackage
+import Testing
+import XenGnt
+import XenGntTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Simulated {
+    @Suite struct Export {
+        @Test(arguments: DmaBufAllocation.allCases)
+        func exportsGrantsAsADmaBufOfTheRightSize(allocation: DmaBufAllocation) throws {
+            let host = try Host()
+            let refs = try host.frontend.grantPages(4, to: host.backend.id)
+            let buffer = try host.gntdev().exportDmaBuf(refs: refs, from: host.frontend.id, allocation: allocation)
+            #expect(buffer.pageCount == 4)
+            #expect(buffer.byteCount == 4 * 4096)
+            #expect(buffer.domain == host.frontend.id)
+            #expect(lseek(buffer.fileDescriptor.rawValue, 0, SEEK_END) == 4 * 4096)
+            #expect(host.frontend.mapCount(of: refs[3]) == 1)
+        }
+
+        @Test func armExportsToo() throws {
+            let host = try Host()
+            let arm = try host.xen.addDomain(5, type: .arm)
+            let refs = try host.frontend.grantPages(2, to: arm.id)
+            let gntdev = try GrantDevice(on: arm.system)
+            #expect(gntdev.guestType == .arm)
+            let buffer = try gntdev.exportDmaBuf(refs: refs[...], from: host.frontend.id)
+            #expect(buffer.pageCount == 2)
+        }
+
+        @Test func exportFromAPVDomainIsRefusedWithTheReason() throws {
+            let host = try Host()
+            let refs = try host.frontend.grantPages(1, to: host.dom0.id)
+            let gntdev = try GrantDevice(on: host.dom0.system)
+            #expect(gntdev.guestType == .pv)
+            for allocation in DmaBufAllocation.allCases {
+                let error = expectFailure { _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id, allocation: allocation) }
+                #expect(error?.errno == .invalidArgument)
+                #expect(error?.cause == .exportRefusedInPV)
+                #expect(error?.description.contains("Import instead") == true)
+            }
+        }
+
+        @Test func anX86KernelWithoutTheExportFixIsNamedAsAPossibleCause() throws {
+            let host = try Host { $0.x86ExportFix = false }
+            let refs = try host.frontend.grantPages(1, to: host.backend.id)
+            let error = expectFailure { _ = try host.gntdev().exportDmaBuf(refs: refs, from: host.frontend.id) }
+            #expect(error?.cause == .exportRejected(guest: .pvh))
+            #expect(error?.description.contains("GNTMAP_device_map") == true)
+        }
+
+        @Test func aKernelWithoutDmaBufSupportSaysSo() throws {
+            let host = try Host { $0.dmaBufIoctls = false }
+            let refs = try host.frontend.grantPages(1, to: host.backend.id)
+            let gntdev = try host.gntdev()
+            let export = expectFailure { _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id) }
+            #expect(export?.errno == .inappropriateIOCTLForDevice)
+            #expect(export?.cause == .dmaBufUnsupported)
+            let buffer = try DmaBuf.udmabuf(pages: 1, on: host.backend.system)
+            let importError = expectFailure { _ = try gntdev.importDmaBuf(buffer, to: host.frontend.id) }
+            #expect(importError?.cause == .dmaBufUnsupported)
+            #expect(host.xen.census().grants == 1)
+        }
+
+        @Test(arguments: ["invalid ref", "wrong domain", "unknown domain", "one bad of two", "not granted to us", "read-only grant"])
+        func badReferencesAreRejectedAllOrNothing(_ variant: String) throws {
+            let host = try Host()
+            let refs = try host.frontend.grantPages(2, to: host.backend.id)
+            let third = try host.xen.addDomain(3, type: .pvh)
+            let gntdev = try host.gntdev()
+            let error = expectFailure {
+                switch variant {
+                case "invalid ref": _ = try gntdev.exportDmaBuf(refs: [GrantRef(5000)], from: host.frontend.id)
+                case "wrong domain": _ = try gntdev.exportDmaBuf(refs: refs, from: third.id)
+                case "unknown domain": _ = try gntdev.exportDmaBuf(refs: refs, from: DomainID(99))
+                case "one bad of two": _ = try gntdev.exportDmaBuf(refs: [refs[0], GrantRef(5000)], from: host.frontend.id)
+                case "not granted to us": _ = try gntdev.exportDmaBuf(refs: try host.frontend.grantPages(1, to: third.id), from: host.frontend.id)
+                default: _ = try gntdev.exportDmaBuf(refs: try host.frontend.grantPages(1, to: host.backend.id, access: .readOnly), from: host.frontend.id)
+                }
+            }
+            #expect(error?.errno == .invalidArgument)
+            #expect(error?.cause == .exportRejected(guest: .pvh))
+            #expect(host.frontend.mapCount(of: refs[0]) == 0)
+            #expect(host.xen.census().exports == 0)
+        }
+
+        @Test func requestsTheKernelWouldAnswerWithEINVALAreRefusedFirst() throws {
+            let host = try Host { $0.gntdevLimit = 4 }
+            let gntdev = try host.gntdev()
+            #expect(expectFailure { _ = try gntdev.exportDmaBuf(refs: [GrantRef](), from: host.frontend.id) }?.cause == .emptyRequest)
+            #expect(expectFailure { _ = try gntdev.exportDmaBuf(refs: (8..<13).map { GrantRef($0) }, from: host.frontend.id) }?.cause == .tooManyPages(count: 5, limit: 4))
+            #expect(expectFailure { _ = try gntdev.exportDmaBuf(refs: [GrantRef(8)], from: DomainID(0xFFFF)) }?.cause == .reservedDomain(0xFFFF))
+        }
+
+        @Test func rawFlagsAreCheckedBeforeTheKernelWhichWouldIgnoreOrRefuseThem() throws {
+            #expect(try DmaBufAllocation(flags: 0) == .balloon)
+            #expect(try DmaBufAllocation(flags: 1) == .contiguousWriteCombined)
+            #expect(try DmaBufAllocation(flags: 2) == .contiguousCoherent)
+            let both = expectFailure { _ = try DmaBufAllocation(flags: 3) }
+            #expect(both?.cause == .conflictingAllocationFlags(3))
+            let unknown = expectFailure { _ = try DmaBufAllocation(flags: 4) }
+            #expect(unknown?.cause == .unknownAllocationFlags(4))
+            #expect(unknown?.description.contains("silently ignore") == true)
+        }
+
+        @Test func theSameRefsCanBeExportedTwiceAtOnce() throws {
+            let host = try Host()
+            let refs = try host.frontend.grantPages(2, to: host.backend.id)
+            let gntdev = try host.gntdev()
+            let first = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id)
+            let second = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id)
+            #expect(first.fileDescriptor != second.fileDescriptor)
+            #expect(host.frontend.mapCount(of: refs[0]) == 2)
+        }
+
+        @Test func anExportedBufferCannotBeCPUMapped() throws {
+            let host = try Host()
+            let refs = try host.frontend.grantPages(1, to: host.backend.id)
+            let exported = try host.gntdev().exportDmaBuf(refs: refs, from: host.frontend.id)
+            let copy = try exported.duplicate()
+            let error = expectFailure { _ = try copy.map() }
+            #expect(error?.errno == .invalidArgument)
+            #expect(error?.cause == .notMappable)
+            #expect(try copy.size() == 4096)
+            try copy.sync(.start, .readWrite)
+            try copy.sync(.end, .readWrite)
+            try copy.setName("scanout-0")
+        }
+    }
+
+    @Suite struct WaitReleased {
+        @Test func timesOutWhileAnyHolderRemainsAndSucceedsAfterTheLast() throws {
+            let host = try Host()
+            let refs = try host.frontend.grantPages(2, to: host.backend.id)
+            let exported = try host.gntdev().exportDmaBuf(refs: refs, from: host.frontend.id)
+            let importer = try exported.duplicate()        // a driver that imported the buffer
+            let secondImporter = try importer.duplicate()
+            let pending = try exported.release()
+            #expect(try pending.wait(timeout: .milliseconds(30)) == false)
+            try importer.close()
+            #expect(try pending.wait(timeout: .zero) == false)
+            #expect(host.frontend.mapCount(of: refs[0]) == 1)
+            try secondImporter.close()
+            #expect(try pending.wait(timeout: .milliseconds(30)) == true)
+            #expect(try pending.wait(timeout: .zero) == true, "released stays released (ENOENT)")
+            #expect(host.frontend.mapCount(of: refs[0]) == 0)
+        }
+
+        @Test func aBlockedWaitReturnsWhenAnotherThreadLetsGo() async throws {
+            let host = try Host()
+            let exported = try host.gntdev().exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            let importer = try exported.duplicate().take()
+            let pending = try exported.release()
+            let calls = host.backend.system.calls
+            let closer = Task {
+                try await Task.sleep(for: .milliseconds(20))
+                try calls.close(importer.rawValue)
+            }
+            let started = ContinuousClock.now
+            #expect(try pending.wait(timeout: .seconds(5)) == true)
+            #expect(ContinuousClock.now - started < .seconds(4))
+            try await closer.value
+        }
+
+        @Test func theAsyncWaitPollsAndHonoursCancellation() async throws {
+            let host = try Host()
+            let exported = try host.gntdev().exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            let importer = try exported.duplicate().take()
+            let calls = host.backend.system.calls
+            let pending = try exported.release()
+            #expect(try await pending.waitUntilReleased(timeout: .milliseconds(20)) == false)
+            let waiter = Task { try await pending.waitUntilReleased(pollInterval: .milliseconds(1)) }
+            try await Task.sleep(for: .milliseconds(10))
+            waiter.cancel()
+            let result = await waiter.result
+            guard case .failure(let error) = result else {
+                Issue.record("a cancelled wait must throw")
+                return
+            }
+            #expect((error as? XenGntError)?.cause == .cancelled)
+            let closer = Task {
+                try await Task.sleep(for: .milliseconds(10))
+                try calls.close(importer.rawValue)
+            }
+            try await pending.waitUntilReleased()
+            try await closer.value
+        }
+
+        @Test func releaseAndWaitReportsATimeout() async throws {
+            let host = try Host()
+            let gntdev = try host.gntdev()
+            let held = try gntdev.exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            let holder = try held.duplicate()
+            do {
+                try held.releaseAndWait(timeout: .milliseconds(10))
+                Issue.record("a held buffer cannot be released")
+            } catch {
+                #expect(error.cause == .timedOut)
+                #expect(error.errno == .timedOut)
+            }
+            // The held buffer's number must stay taken while the kernel still records it: a new
+            // export that reused it would, once released, find the held record and time out.
+            let free = try gntdev.exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            try free.releaseAndWait(timeout: .seconds(1))
+            let free2 = try gntdev.exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            try await free2.releaseAndWait()
+            try holder.close()
+            let later = try gntdev.exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            try later.releaseAndWait(timeout: .seconds(1))
+            #expect(host.xen.census().exports == 0)
+        }
+
+        @Test func aNumberStaysReservedUntilTheKernelLetsGoOfIt() throws {
+            let host = try Host()
+            let gntdev = try host.gntdev()
+            let exported = try gntdev.exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            let number = exported.fileDescriptor.rawValue
+            let holder = try exported.duplicate()
+            do {
+                let pending = try exported.release()
+                #expect(try pending.wait(timeout: .zero) == false)
+            }   // stop waiting while the holder remains
+            #expect(isOpen(number), "the kernel still records the buffer under this number")
+            try holder.close()
+            let next = try gntdev.exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            #expect(next.fileDescriptor.rawValue == number, "freed once released, so the next export may take it")
+        }
+
+        /// DESIGN.md §2: closing the fd and then waiting on its number can watch another buffer
+        /// once a concurrent export reuses the number. XenGnt keeps the number reserved.
+        @Test func theFdNumberReuseTrapIsAvoided() throws {
+            let host = try Host()
+            let gntdev = try host.gntdev()
+            let raw = Raw(host.backend.system)
+            let refsA = try host.frontend.grantPages(1, to: host.backend.id)
+            let refsB = try host.frontend.grantPages(1, to: host.backend.id)
+
+            // The trap, shown with raw calls on a device of its own: close A, export B (which
+            // reuses A's number), wait on the number: it watches B, which is held, and times out
+            // although A is long gone.
+            let device = try raw.open("/dev/xen/gntdev")
+            defer { raw.close(device) }
+            let a = try raw.export(device, domid: 1, refs: [refsA[0].rawValue]).get()
+            raw.close(a)
+            let b = try raw.export(device, domid: 1, refs: [refsB[0].rawValue]).get()
+            #expect(b == a, "the kernel hands out the lowest free number")
+            #expect(raw.waitReleased(device, exported: a, milliseconds: 10) == .timedOut)
+            raw.close(b)
+
+            // XenGnt: releasing A keeps its number taken, so B gets another, and the wait on A's
+            // number sees A released.
+            let exportedA = try gntdev.exportDmaBuf(refs: refsA, from: host.frontend.id)
+            let numberA = exportedA.fileDescriptor.rawValue
+            let pendingA = try exportedA.release()
+            let exportedB = try gntdev.exportDmaBuf(refs: refsB, from: host.frontend.id)
+            #expect(exportedB.fileDescriptor.rawValue != numberA)
+            #expect(isOpen(numberA), "the placeholder keeps the number reserved")
+            #expect(try pendingA.wait(timeout: .milliseconds(10)) == true)
+            _ = consume pendingA
+            #expect(!isOpen(numberA))
+        }
+    }
+
+    @Suite struct Import {
+        @Test func aUdmabufBecomesRefsThePeerMapsWithBytesBothWays() throws {
+            let host = try Host()
+            let buffer = try DmaBuf.udmabuf(pages: 3, on: host.dom0.system)
+            #expect(try buffer.size() == 3 * 4096)
+            let cpu = try buffer.map()
+            try buffer.withCPUAccess(.readWrite) { () throws(XenGntError) in
+                try cpu.withUnsafeMutableBytes { $0[2 * 4096 + 5] = 0x5A }
+            }
+            let gntdev = try GrantDevice(on: host.dom0.system)
+            let shared = try gntdev.importDmaBuf(buffer, to: host.frontend.id, pageCount: 3)
+            #expect(shared.pageCount == 3)
+            #expect(shared.domain == host.frontend.id)
+            #expect(host.dom0.grantee(of: shared.refs[0]) == host.frontend.id)
+            let peer = try GrantDevice(on: host.frontend.system).map(shared.refs, from: host.dom0.id)
+            #expect(peer.withUnsafeBytes { $0[2 * 4096 + 5] } == 0x5A)
+            try peer.withUnsafeMutableBytes { $0[17] = 0xC3 }
+            #expect(cpu.withUnsafeBytes { $0[17] } == 0xC3)
+            try peer.unmap()
+            try shared.release()
+            #expect(host.xen.census().grants == 0)
+            try cpu.unmap()
+        }
+
+        @Test func aDMAHeapBufferIsImportedToo() throws {
+            let host = try Host()
+            let buffer = try DmaBuf.allocate(fromHeap: "system", pages: 2, on: host.backend.system)
+            let shared = try host.gntdev().importDmaBuf(buffer, to: host.frontend.id)
+            #expect(shared.refs.count == 2)
+            try buffer.close()   // the import keeps its own descriptor
+            let peer = try GrantDevice(on: host.frontend.system).map(shared.refs, from: host.backend.id, access: .readOnly)
+            #expect(peer.pageCount == 2)
+            let heapError = expectFailure { _ = try DmaBuf.allocate(fromHeap: "../etc", pages: 1, on: host.backend.system) }
+            #expect(heapError?.operation == .createDmaBuf)
+            let missing = expectFailure { _ = try DmaBuf.allocate(fromHeap: "cma", pages: 1, on: host.backend.system) }
+            #expect(missing?.cause == .deviceMissing(path: "/dev/dma_heap/cma"))
+        }
+
+        @Test func aPageCountThatDoesNotMatchTheBufferIsRefusedFirst() throws {
+            let host = try Host()
+            let buffer = try DmaBuf.udmabuf(pages: 2, on: host.backend.system)
+            let error = expectFailure { _ = try host.gntdev().importDmaBuf(buffer, to: host.frontend.id, pageCount: 3) }
+            #expect(error?.errno == nil)
+            #expect(error?.cause == .pageCountMismatch(pages: 3, bufferBytes: 8192))
+        }
+
+        @Test func aDescriptorThatIsNotADmaBufIsNamedAsSuch() throws {
+            let host = try Host()
+            let memfd = try host.backend.system.calls.memfdCreate("not-a-dmabuf", flags: 1)
+            defer { close(memfd) }
+            _ = ftruncate(memfd, 4096)
+            let error = expectFailure { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: memfd), to: host.frontend.id) }
+            #expect(error?.errno == .invalidArgument)
+            #expect(error?.cause == .notADmaBuf)
+            let closed = expectFailure { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: 9999), to: host.frontend.id) }
+            #expect(closed?.cause == .badFileDescriptor)
+            let empty = try host.backend.system.calls.memfdCreate("empty", flags: 1)
+            defer { close(empty) }
+            #expect(expectFailure { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: empty), to: host.frontend.id) }?.cause == .emptyRequest)
+            #expect(expectFailure { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: memfd), to: DomainID(0x7FF4)) }?.cause == .reservedDomain(0x7FF4))
+        }
+
+        @Test func importingToADomainThatDoesNotExistSucceeds() throws {
+            let host = try Host()
+            let buffer = try DmaBuf.udmabuf(pages: 1, on: host.backend.system)
+            let shared = try host.gntdev().importDmaBuf(buffer, to: DomainID(321))
+            #expect(host.backend.grantee(of: shared.refs[0]) == DomainID(321))
+        }
+
+        @Test func releasingWhileThePeerStillMapsDefersTheEndOfAccess() throws {
+            let host = try Host()
+            let buffer = try DmaBuf.udmabuf(pages: 1, on: host.backend.system)
+            let shared = try host.gntdev().importDmaBuf(buffer, to: host.frontend.id)
+            let ref = shared.refs[0]
+            let peer = try GrantDevice(on: host.frontend.system).map(shared.refs, from: host.backend.id)
+            try shared.release()
+            #expect(host.backend.isGranted(ref), "still mapped: the end of access is deferred")
+            try peer.unmap()
+            #expect(!host.backend.isGranted(ref))
+        }
+
+        @Test func aFullGrantTableIsReported() throws {
+            let host = try Host { $0.grantTableSize = 10 }
+            let buffer = try DmaBuf.udmabuf(pages: 4, on: host.backend.system)
+            let error = expectFailure { _ = try host.gntdev().importDmaBuf(buffer, to: host.frontend.id) }
+            #expect(error?.errno == .noSpace)
+            #expect(error?.cause == .grantTableFull)
+            #expect(host.xen.census().grants == 0)
+        }
+    }
+
+    @Suite struct DmaBufOwner {
+        @Test func namesSyncAndDuplicates() throws {
+            let host = try Host()
+            let buffer = try DmaBuf.udmabuf(pages: 1, on: host.backend.system)
+            try buffer.setName("xengnt-frame")
+            let long = expectFailure { try buffer.setName(String(repeating: "x", count: 32)) }
+            #expect(long?.operation == .dmaBufSetName)
+            let copy = try buffer.duplicate()
+            #expect(copy.fileDescriptor != buffer.fileDescriptor)
+            #expect(try copy.size() == 4096)
+            let mapped = try copy.map(.readOnly)
+            #expect(expectFailure { try mapped.withUnsafeMutableBytes { $0[0] = 1 } }?.cause == .readOnlyMapping)
+            try mapped.unmap()
+            let value = try buffer.withCPUAccess(.readOnly) { 7 }
+            #expect(value == 7)
+            let failing = expectFailure {
+                try buffer.withCPUAccess(.readOnly) { () throws(XenGntError) in throw XenGntError(.dmaBufSync, cause: .kernel) }
+            }
+            #expect(failing?.cause == .kernel)
+        }
+
+        @Test func takingTheDescriptorOutHandsOwnershipOver() throws {
+            let host = try Host()
+            let buffer = try DmaBuf.udmabuf(pages: 1, on: host.backend.system)
+            let fd = buffer.take()
+            #expect(isOpen(fd.rawValue))
+            let adopted = DmaBuf(adopting: fd, on: host.backend.system)
+            #expect(try adopted.size() == 4096)
+            try adopted.close()
+            #expect(!isOpen(fd.rawValue))
+            let closedTwice = DmaBuf(adopting: fd, on: host.backend.system)
+            do {
+                try closedTwice.close()
+                Issue.record("closing a closed descriptor must fail")
+            } catch {
+                #expect(error.cause == .badFileDescriptor)
+            }
+        }
+
+        @Test func udmabufNeedsPagesAndTheDevice() throws {
+            let host = try Host { $0.devices = [.gntdev] }
+            #expect(expectFailure { _ = try DmaBuf.udmabuf(pages: 0, on: host.backend.system) }?.cause == .emptyRequest)
+            #expect(expectFailure { _ = try DmaBuf.udmabuf(pages: 1, on: host.backend.system) }?.cause == .deviceMissing(path: "/dev/udmabuf"))
+        }
+    }
+}
