@@ -157,6 +157,9 @@ public final class XenSimulation: Sendable {
         public var gntallocPages = 0
         /// Grant-table entries in use, all domains together.
         public var grants = 0
+
+        /// Nothing at all.
+        public init() {}
     }
 
     // MARK: Kernel entry points (the seam)
