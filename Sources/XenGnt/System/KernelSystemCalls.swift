@@ -82,6 +82,7 @@ package struct KernelSystemCalls: SystemCalls {
 
     package func machine() -> String {
         var names = utsname()
+        guard uname(&names) == 0 else { return "" }
         return withUnsafeBytes(of: &names.machine) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
