@@ -60,3 +60,24 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Benchmarks (ordo-one/benchmark) are opt-in, so that building, testing or depending on XenGnt
+// never fetches them. Run: XENGNT_BENCHMARKS=1 swift package benchmark
+// They live in this package (not a separate one) to reach the seam, which is `package`-visible.
+if Context.environment["XENGNT_BENCHMARKS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "XenGntBenchmarks",
+            dependencies: [
+                "XenGnt",
+                "XenGntTesting",
+                "CXenGnt",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/XenGntBenchmarks",
+            swiftSettings: strict,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ))
+}
