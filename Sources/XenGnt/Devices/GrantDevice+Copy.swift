@@ -3,27 +3,44 @@ import SystemPackage
 
 /// A Xen grant-table status code (`GNTST_*`), as reported per grant-copy segment.
 public struct GrantStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The `GNTST_*` value.
     public var rawValue: Int16
+    /// The status `rawValue`.
     public init(rawValue: Int16) { self.rawValue = rawValue }
 
+    /// `GNTST_okay`: done.
     public static let okay = GrantStatus(rawValue: 0)
+    /// `GNTST_general_error`: also an unused or foreign grant entry, or a write to a read-only grant.
     public static let generalError = GrantStatus(rawValue: -1)
+    /// `GNTST_bad_domain`: no such domain.
     public static let badDomain = GrantStatus(rawValue: -2)
+    /// `GNTST_bad_gntref`: a reference past the end of the grant table.
     public static let badGrantRef = GrantStatus(rawValue: -3)
+    /// `GNTST_bad_handle`.
     public static let badHandle = GrantStatus(rawValue: -4)
+    /// `GNTST_bad_virt_addr`.
     public static let badVirtualAddress = GrantStatus(rawValue: -5)
+    /// `GNTST_bad_dev_addr`.
     public static let badDeviceAddress = GrantStatus(rawValue: -6)
+    /// `GNTST_no_device_space`.
     public static let noDeviceSpace = GrantStatus(rawValue: -7)
+    /// `GNTST_permission_denied`.
     public static let permissionDenied = GrantStatus(rawValue: -8)
+    /// `GNTST_bad_page`.
     public static let badPage = GrantStatus(rawValue: -9)
+    /// `GNTST_bad_copy_arg`.
     public static let badCopyArgument = GrantStatus(rawValue: -10)
+    /// `GNTST_address_too_big`.
     public static let addressTooBig = GrantStatus(rawValue: -11)
+    /// `GNTST_eagain`.
     public static let tryAgain = GrantStatus(rawValue: -12)
+    /// `GNTST_no_space`.
     public static let noSpace = GrantStatus(rawValue: -13)
 
     /// Whether the segment was copied.
     public var isOkay: Bool { rawValue == 0 }
 
+    /// The `GNTST_*` name.
     public var description: String {
         switch rawValue {
         case 0: "GNTST_okay"
@@ -56,13 +73,17 @@ public struct GrantCopySegment: @unchecked Sendable {
         case grant(ForeignGrant, offset: Int)
     }
 
+    /// Where the bytes come from.
     public var source: Endpoint
+    /// Where the bytes go.
     public var destination: Endpoint
+    /// How many bytes, 0 to 4096.
     public var length: Int
     /// Set by ``GrantDevice/copy(_:)``: the first failure among the segment's operations, or
     /// ``GrantStatus/okay``.
     public var status: GrantStatus = .okay
 
+    /// Copy `length` bytes from `source` to `destination`.
     public init(from source: Endpoint, to destination: Endpoint, length: Int) {
         self.source = source
         self.destination = destination

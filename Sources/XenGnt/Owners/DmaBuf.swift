@@ -174,7 +174,9 @@ extension Errno {
 
 /// The two halves of a CPU access bracket (`DMA_BUF_SYNC_START`, `DMA_BUF_SYNC_END`).
 public enum CPUAccessPhase: Sendable, Hashable {
+    /// Before the CPU reads or writes (`DMA_BUF_SYNC_START`).
     case start
+    /// After the CPU is done (`DMA_BUF_SYNC_END`).
     case end
 }
 

@@ -14,6 +14,7 @@ public struct UnmapNotification: Sendable, Hashable {
     /// `/dev/xen/evtchn`); the kernel takes a reference on it until the notification fires.
     public var eventChannelPort: UInt32?
 
+    /// Clear the byte at `clearByteAt` and/or notify `eventChannelPort`.
     public init(clearByteAt: Int? = nil, eventChannelPort: UInt32? = nil) {
         self.clearByteAt = clearByteAt
         self.eventChannelPort = eventChannelPort

@@ -5,10 +5,14 @@
 /// ``XenGntError/Cause/reservedDomain(_:)`` before the kernel sees it, because the kernel answers
 /// it with a bare `EINVAL` (or, for an import, not at all).
 public struct DomainID: RawRepresentable, Hashable, Comparable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
+    /// The id as Xen's `domid_t`.
     public var rawValue: UInt16
 
+    /// The id `rawValue`.
     public init(rawValue: UInt16) { self.rawValue = rawValue }
+    /// The id `rawValue`.
     public init(_ rawValue: UInt16) { self.rawValue = rawValue }
+    /// The id `value`, as in `let frontend: DomainID = 3`.
     public init(integerLiteral value: UInt16) { self.rawValue = value }
 
     /// The first reserved id, `DOMID_FIRST_RESERVED` (0x7FF0).
@@ -22,5 +26,6 @@ public struct DomainID: RawRepresentable, Hashable, Comparable, Sendable, Expres
 
     public static func < (a: DomainID, b: DomainID) -> Bool { a.rawValue < b.rawValue }
 
+    /// `dom3`.
     public var description: String { "dom\(rawValue)" }
 }

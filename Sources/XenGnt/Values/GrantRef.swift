@@ -3,12 +3,17 @@
 /// Its memory layout is exactly the kernel's `uint32_t`, so a `[GrantRef]` is copied into an
 /// ioctl argument with one `memcpy`.
 public struct GrantRef: RawRepresentable, Hashable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
+    /// The reference as the kernel's `uint32_t`.
     public var rawValue: UInt32
 
+    /// The reference `rawValue`.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// The reference `rawValue`.
     public init(_ rawValue: UInt32) { self.rawValue = rawValue }
+    /// The reference `value`.
     public init(integerLiteral value: UInt32) { self.rawValue = value }
 
+    /// `gref 8`.
     public var description: String { "gref \(rawValue)" }
 }
 
@@ -19,6 +24,7 @@ public struct ForeignGrant: Hashable, Sendable {
     /// The grant reference in that domain's grant table.
     public var ref: GrantRef
 
+    /// Page `ref` of `domain`'s grant table.
     public init(domain: DomainID, ref: GrantRef) {
         self.domain = domain
         self.ref = ref

@@ -26,6 +26,7 @@ public struct XenGntError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What XenGnt infers went wrong.
     public let cause: Cause
 
+    /// An error of `operation`, with the kernel's `errno` if the kernel was asked.
     public init(_ operation: Operation, errno: Errno? = nil, cause: Cause) {
         self.operation = operation
         self.errno = errno
@@ -74,28 +75,49 @@ public struct XenGntError: Error, Sendable, Hashable, CustomStringConvertible {
 extension XenGntError {
     /// The operations XenGnt performs, named as in its API.
     public enum Operation: String, Sendable, Hashable, CaseIterable {
+        /// Opening a device node.
         case openDevice
-        case closeDevice
+        /// Requesting a grant map (`IOCTL_GNTDEV_MAP_GRANT_REF`).
         case mapGrants
+        /// Mapping into this process (`mmap`), where Xen checks mapped grants.
         case mapMemory
+        /// Unmapping from this process (`munmap`).
         case unmapMemory
+        /// Releasing a grant map (`IOCTL_GNTDEV_UNMAP_GRANT_REF`).
         case unmapGrants
+        /// Finding the map behind an address (`IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR`).
         case offsetForAddress
+        /// Setting an unmap notification.
         case setUnmapNotification
+        /// A grant copy (`IOCTL_GNTDEV_GRANT_COPY`).
         case grantCopy
+        /// Setting gntdev's grant limit (`IOCTL_GNTDEV_SET_MAX_GRANTS`).
         case setMaxGrants
+        /// Exporting grants as a dma-buf (`IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS`).
         case exportDmaBuf
+        /// Releasing an exported dma-buf and waiting for its users.
         case waitReleased
+        /// Importing a dma-buf to grants (`IOCTL_GNTDEV_DMABUF_IMP_TO_REFS`).
         case importDmaBuf
+        /// Ending an import (`IOCTL_GNTDEV_DMABUF_IMP_RELEASE`).
         case releaseImport
+        /// Sharing local pages (`IOCTL_GNTALLOC_ALLOC_GREF`).
         case shareGrants
+        /// Withdrawing shared pages (`IOCTL_GNTALLOC_DEALLOC_GREF`).
         case unshareGrants
+        /// Reading a dma-buf's size.
         case dmaBufSize
+        /// Bracketing CPU access to a dma-buf (`DMA_BUF_IOCTL_SYNC`).
         case dmaBufSync
+        /// Naming a dma-buf (`DMA_BUF_SET_NAME`).
         case dmaBufSetName
+        /// Allocating a dma-buf (udmabuf, DMA heap).
         case createDmaBuf
+        /// Duplicating a descriptor.
         case duplicate
+        /// Closing a descriptor.
         case closeDescriptor
+        /// Probing capabilities, or setting up a simulation.
         case probe
 
         /// The ioctl behind the operation, where there is one.
@@ -119,7 +141,7 @@ extension XenGntError {
             case .unmapMemory: "munmap"
             case .dmaBufSize: "lseek"
             case .duplicate: "dup"
-            case .closeDescriptor, .closeDevice: "close"
+            case .closeDescriptor: "close"
             case .openDevice: "open"
             case .createDmaBuf, .probe: nil
             }
