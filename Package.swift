@@ -25,6 +25,13 @@ let package = Package(
             path: "Sources/CXenGnt",
             providers: [.apt(["libxen-dev"])]
         ),
+        // Xen's own C libraries (libxenstore, libxenevtchn, libxengnttab), for the lab and the
+        // conformance suite only.
+        .systemLibrary(
+            name: "CXenTools",
+            path: "Sources/CXenTools",
+            providers: [.apt(["libxen-dev"])]
+        ),
         .target(
             name: "XenGnt",
             dependencies: [
@@ -42,6 +49,28 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The conformance cases, written once: the unit tests run them on the simulator, the lab
+        // runner on a real Xen.
+        .target(
+            name: "XenGntConformance",
+            dependencies: [
+                "XenGnt",
+                "CXenGnt",
+                "CXenTools",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "xengnt-lab-runner",
+            dependencies: [
+                "XenGnt",
+                "XenGntConformance",
+                "CXenTools",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "xengnt-example",
             dependencies: ["XenGnt", "XenGntTesting"],
@@ -52,6 +81,7 @@ let package = Package(
             dependencies: [
                 "XenGnt",
                 "XenGntTesting",
+                "XenGntConformance",
                 "CXenGnt",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -89,20 +89,54 @@ public struct SimulatedDomain: Sendable {
     }
 
     /// Binds a new event channel port in this domain (what `/dev/xen/evtchn` does), so an unmap
-    /// notification can signal it.
+    /// notification can signal it. ``notificationCount(port:)`` counts what is sent through it.
     public func bindEventChannel() -> UInt32 {
         simulation.kernel.withLock { kernel in
             guard let me = kernel.domains[id.rawValue] else { return 0 }
-            let port = me.nextPort
-            me.nextPort += 1
-            me.ports[port] = 0
+            return me.bindPort(EventPort())
+        }
+    }
+
+    /// Allocates a port that `remote` may connect to (`IOCTL_EVTCHN_BIND_UNBOUND_PORT`).
+    public func bindUnboundPort(remote: DomainID) throws(XenGntError) -> UInt32 {
+        try simulation.kernel.withLock { (kernel) throws(XenGntError) in
+            try kernel.domain(id).bindPort(EventPort(remoteDomain: remote.rawValue))
+        }
+    }
+
+    /// Connects a new local port to `remotePort` of `remote`, which must be an unbound port
+    /// that allows this domain (`IOCTL_EVTCHN_BIND_INTERDOMAIN`).
+    public func bindInterdomain(remote: DomainID, remotePort: UInt32) throws(XenGntError) -> UInt32 {
+        try simulation.kernel.withLock { (kernel) throws(XenGntError) in
+            let me = try kernel.domain(id)
+            let peer = try kernel.domain(remote)
+            guard var far = peer.ports[remotePort], far.remoteDomain == id.rawValue, far.remotePort == nil else {
+                throw XenGntError(.probe, cause: .invalidArgument("\(remote) has no unbound port \(remotePort) for \(id)."))
+            }
+            let port = me.bindPort(EventPort(remoteDomain: remote.rawValue, remotePort: remotePort))
+            far.remotePort = port
+            peer.ports[remotePort] = far
             return port
         }
     }
 
     /// How many notifications were sent through `port` (bound with ``bindEventChannel()``).
     public func notificationCount(port: UInt32) -> Int {
-        simulation.kernel.withLock { kernel in kernel.domains[id.rawValue]?.ports[port] ?? 0 }
+        simulation.kernel.withLock { kernel in kernel.domains[id.rawValue]?.ports[port]?.sent ?? 0 }
+    }
+
+    /// How many events the peer of `port` has sent to it.
+    public func receivedEvents(port: UInt32) -> Int {
+        simulation.kernel.withLock { kernel in kernel.domains[id.rawValue]?.ports[port]?.received ?? 0 }
+    }
+}
+
+extension SimDomain {
+    func bindPort(_ port: EventPort) -> UInt32 {
+        let number = nextPort
+        nextPort += 1
+        ports[number] = port
+        return number
     }
 }
 

@@ -2,6 +2,7 @@ import SystemPackage
 import Testing
 import XenGnt
 import XenGntTesting
+import XenGntConformance
 
 #if canImport(Glibc)
 import Glibc

@@ -41,8 +41,8 @@ final class SimDomain {
     /// Linux keeps the first refs for itself (`GNTTAB_NR_RESERVED_ENTRIES`).
     var nextRef: UInt32 = 8
     var freeRefs: [UInt32] = []
-    /// Bound event channel ports and how many notifications each received.
-    var ports: [UInt32: Int] = [:]
+    /// Bound event channel ports.
+    var ports: [UInt32: EventPort] = [:]
     var nextPort: UInt32 = 1
 
     init(id: UInt16, type: GuestType) throws(Errno) {
@@ -90,6 +90,18 @@ final class SimDomain {
         freeRefs.append(entry.ref)
         if entry.ownsPage { freePages.append(entry.page.index) }
     }
+}
+
+/// An event channel port bound in a domain.
+struct EventPort {
+    /// Notifications sent through this port.
+    var sent = 0
+    /// Events delivered to this port by its peer.
+    var received = 0
+    /// The domain allowed to bind to this port (an unbound port), or the peer's domain.
+    var remoteDomain: UInt16?
+    /// The peer's port once the channel is connected.
+    var remotePort: UInt32?
 }
 
 /// A page of another domain mapped by this one.
@@ -392,8 +404,16 @@ final class SimKernel: @unchecked Sendable {
         file.maps.removeAll { $0 === map }
     }
 
+    /// Sends an event through `port` of `domain`: counted there, and delivered to the peer's
+    /// port if the channel is connected.
     func notify(port: UInt32, of domain: SimDomain) {
-        if let count = domain.ports[port] { domain.ports[port] = count + 1 }
+        guard var local = domain.ports[port] else { return }
+        local.sent += 1
+        domain.ports[port] = local
+        if let remoteDomain = local.remoteDomain, let remotePort = local.remotePort,
+           let peer = domains[remoteDomain], peer.alive {
+            peer.ports[remotePort]?.received += 1
+        }
     }
 
     func release(_ file: GntallocFile) {
