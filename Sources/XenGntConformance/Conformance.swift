@@ -162,19 +162,19 @@ public struct Peer: Sendable {
     public func publish(refs: [GrantRef], as key: String) async throws {
         let chunks = stride(from: 0, to: refs.count, by: 500).map { refs[$0..<min($0 + 500, refs.count)] }
         for (i, chunk) in chunks.enumerated() {
-            try await publish("\(key).\(i)", chunk.map { String($0.rawValue) }.joined(separator: ","))
+            try await publish("\(key)-\(i)", chunk.map { String($0.rawValue) }.joined(separator: ","))
         }
-        try await publish("\(key).chunks", String(chunks.count))
+        try await publish("\(key)-chunks", String(chunks.count))
     }
 
     /// Reads grant references published with ``publish(refs:as:)``.
     public func refs(_ key: String, from other: LabRole) async throws -> [GrantRef] {
-        guard let chunks = Int(try await value(of: "\(key).chunks", from: other)) else {
+        guard let chunks = Int(try await value(of: "\(key)-chunks", from: other)) else {
             throw ConformanceFailure("bad chunk count for \(key)")
         }
         var refs: [GrantRef] = []
         for i in 0..<chunks {
-            for text in try await value(of: "\(key).\(i)", from: other).split(separator: ",") {
+            for text in try await value(of: "\(key)-\(i)", from: other).split(separator: ",") {
                 guard let raw = UInt32(text) else { throw ConformanceFailure("bad ref \(text)") }
                 refs.append(GrantRef(raw))
             }

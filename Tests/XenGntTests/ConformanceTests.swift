@@ -26,7 +26,13 @@ final class SimulatedWorld: ConformanceWorld {
 
     func system(for role: LabRole) -> XenSystem { xen.domain(ids[role]!) }
     func domainID(of role: LabRole) -> DomainID { ids[role]! }
-    func write(_ key: String, _ value: String, as role: LabRole) async throws { store.withLock { $0[key] = value } }
+    func write(_ key: String, _ value: String, as role: LabRole) async throws {
+        // xenstored accepts only these characters in a path (and 4 KiB per value).
+        guard key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/_@-".contains($0)) }), value.utf8.count <= 4096 else {
+            throw ConformanceFailure("xenstore would refuse \(key) (\(value.utf8.count) bytes)")
+        }
+        store.withLock { $0[key] = value }
+    }
     func read(_ key: String, as role: LabRole) async throws -> String? { store.withLock { $0[key] } }
 
     func bindUnboundPort(as role: LabRole, remote: DomainID) async throws -> UInt32 {
