@@ -180,8 +180,8 @@ public final class XenSimulation: Sendable {
         case .done(let result):
             return result
         case .waitForRelease(let buffer, let milliseconds):
-            // Lab `export-wait-timeout` / `export-wait-released`: ETIMEDOUT while any holder
-            // remains, 0 as soon as the last one goes.
+            // Lab `export-balloon` (and -wc, -coherent): ETIMEDOUT after the timeout while any
+            // holder remains, 0 as soon as the last one goes.
             let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(milliseconds)))
             let token = UncheckedBox(buffer)
             while true {

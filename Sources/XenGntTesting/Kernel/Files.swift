@@ -75,7 +75,7 @@ extension SimKernel {
         case let gntdev as GntdevFile:
             // gntdev_mmap: writable maps must be shared; offset and length must name one map
             // exactly; each map is mmapped once (lab `map-mmap-twice`); Xen checks the grants
-            // here, so a bad ref fails the mmap, not the ioctl (lab `map-invalid-ref`).
+            // here, so a bad ref fails the mmap, not the ioctl (lab `map-bad-refs`).
             if writable && !shared { throw .invalidArgument }
             let index = UInt64(offset) >> 12
             guard let map = gntdev.maps.first(where: { $0.index == index && $0.count == pages }), !map.inUse else {
@@ -106,7 +106,7 @@ extension SimKernel {
             for gref in grefs { gref.users += 1 }
             region = Region(length: pages * xenPageSize, file: gntalloc, kind: .gntalloc(grefs))
         case let buffer as DmaBufFile:
-            // The gntdev exporter has no mmap (lab `export-mmap-refused`).
+            // The gntdev exporter has no mmap (lab `export-balloon`).
             if case .gntdevExport = buffer.origin { throw .invalidArgument }
             if !shared { throw .invalidArgument }
             let first = Int(offset) / xenPageSize

@@ -57,7 +57,7 @@ extension SimKernel {
         case Request.gntdevSetUnmapNotify: return .done(try gntdevNotify(file, try argument.orFault()))
         case Request.grantCopy: return .done(try grantCopy(file, try argument.orFault()))
         case Request.expFromRefs, Request.expWaitReleased, Request.impToRefs, Request.impRelease:
-            // Lab case `dmabuf-not-compiled` (DESIGN.md §3: Debian's stock 6.1 answers ENOTTY).
+            // DESIGN.md §3, measured on Debian's stock 6.1 (no CONFIG_XEN_GNTDEV_DMABUF): ENOTTY.
             guard configuration.dmaBufIoctls else { throw .inappropriateIOCTLForDevice }
             let argument = try argument.orFault()
             switch request {
@@ -74,8 +74,8 @@ extension SimKernel {
     }
 
     private func checkCount(_ count: UInt32) throws(Errno) {
-        // gntdev_test_page_count: `!count || count > limit` (lab cases `map-count-0`,
-        // `export-count-0`, `export-over-limit`).
+        // gntdev_test_page_count: `!count || count > limit` (lab cases `map-bad-refs`,
+        // `export-bad-input`, `import-bad-input`).
         if count == 0 || Int(count) > configuration.gntdevLimit { throw .invalidArgument }
     }
 
@@ -199,7 +199,7 @@ extension SimKernel {
         return 0
     }
 
-    /// Xen's checks for one grant side of a copy: an unknown domain is `GNTST_bad_domain`, a ref
+    /// Xen's checks for one grant side of a copy (lab `grant-copy`): an unknown domain is `GNTST_bad_domain`, a ref
     /// past the table `GNTST_bad_gntref`, an unused or foreign entry or a write to a read-only
     /// grant `GNTST_general_error` ("Bad flags or dom", "write-pin a r/o grant entry").
     private func resolveForCopy(_ domid: UInt16, _ ref: UInt32, by mapper: SimDomain, writing: Bool) -> CopySide {
@@ -219,8 +219,8 @@ extension SimKernel {
         let op = raw.assumingMemoryBound(to: ioctl_gntdev_dmabuf_exp_from_refs.self)
         let count = op.pointee.count
         try checkCount(count)
-        // Lab case `export-wc-coherent`: both DMA flags are refused; an undefined bit (lab
-        // `export-unknown-flag`) is silently ignored.
+        // Lab case `export-bad-input`: both DMA flags are refused; an undefined bit is silently
+        // ignored.
         let wc = UInt32(GNTDEV_DMA_FLAG_WC), coherent = UInt32(GNTDEV_DMA_FLAG_COHERENT)
         if op.pointee.flags & wc != 0, op.pointee.flags & coherent != 0 { throw .invalidArgument }
         // An x86 PVH/HVM kernel without the lab's patch maps exports with GNTMAP_device_map,
@@ -249,8 +249,8 @@ extension SimKernel {
     private func waitReleased(_ file: GntdevFile, _ raw: UnsafeMutableRawPointer) throws(Errno) -> IoctlOutcome {
         let op = raw.assumingMemoryBound(to: ioctl_gntdev_dmabuf_exp_wait_released.self).pointee
         // The kernel searches this file's exports by the number recorded at export, newest
-        // first; a released buffer has left the list (lab `wait-after-release`,
-        // `wait-unknown-fd`, `wait-other-file`: ENOENT).
+        // first; a released buffer has left the list (lab `wait-released-enoent`: ENOENT
+        // after release, for an unknown number, or on another gntdev file).
         guard let export = file.exports.first(where: { $0.fdNumber == Int32(bitPattern: op.fd) }) else {
             throw .noSuchFileOrDirectory
         }
@@ -263,14 +263,14 @@ extension SimKernel {
         try checkCount(count)
         let fd = Int32(bitPattern: op.pointee.fd)
         // dma_buf_get: EBADF for a closed descriptor, EINVAL for one that is not a dma-buf
-        // (lab `import-closed-fd`, `import-not-dmabuf`).
+        // (lab `import-bad-input`).
         guard let buffer = files[fd] as? DmaBufFile, buffer.domain === file.domain else {
             if files[fd] != nil || fcntl_getfd(fd) { throw .invalidArgument }
             throw .badFileDescriptor
         }
-        // Lab `import-count-mismatch`.
+        // Lab `import-bad-input`: the count must match the buffer.
         if buffer.size != Int(count) * xenPageSize { throw .invalidArgument }
-        // The domid is not checked (lab `import-unknown-domid`); gnttab takes a domid_t.
+        // The domid is not checked (lab `import-bad-input`); gnttab takes a domid_t.
         let grantee = UInt16(truncatingIfNeeded: op.pointee.domid)
         var refs: [UInt32] = []
         refs.reserveCapacity(Int(count))
@@ -291,7 +291,7 @@ extension SimKernel {
 
     private func importRelease(_ file: GntdevFile, _ raw: UnsafeMutableRawPointer) throws(Errno) -> Int32 {
         let op = raw.assumingMemoryBound(to: ioctl_gntdev_dmabuf_imp_release.self).pointee
-        // Lab `import-release-twice`: ENOENT once it is gone. Release while the peer maps the
+        // Lab `import-bad-input`: ENOENT once it is gone. Release while the peer maps the
         // pages succeeds; the end of access is deferred (lab `import-release-while-mapped`).
         guard let position = file.imports.firstIndex(where: { $0.fdNumber == Int32(bitPattern: op.fd) }) else {
             throw .noSuchFileOrDirectory
@@ -316,7 +316,8 @@ extension SimKernel {
     private func allocGref(_ file: GntallocFile, _ raw: UnsafeMutableRawPointer) throws(Errno) -> Int32 {
         let op = raw.assumingMemoryBound(to: ioctl_gntalloc_alloc_gref.self)
         let count = Int(op.pointee.count)
-        // The global limit counts every file's pages (lab `gntalloc-limit`: ENOSPC).
+        // The global limit counts every file's pages (lab `gntalloc-limit`: ENOSPC; a count
+        // of 0 is accepted and takes no index).
         if count > configuration.gntallocLimit || gntallocPages + count > configuration.gntallocLimit { throw .noSpace }
         let readOnly = op.pointee.flags & UInt16(GNTALLOC_FLAG_WRITABLE) == 0
         let index = file.nextIndex
@@ -405,7 +406,8 @@ extension SimKernel {
         let op = raw.assumingMemoryBound(to: udmabuf_create.self).pointee
         if op.flags & ~UInt32(UDMABUF_FLAGS_CLOEXEC) != 0 { throw .invalidArgument }
         let memfd = Int32(bitPattern: op.memfd)
-        // udmabuf wants a memfd sealed against shrinking and not against writing.
+        // udmabuf wants a memfd sealed against shrinking and not against writing (the lab's
+        // `import-udmabuf` creates one as XenGnt does).
         let seals = cxg_fcntl_int(memfd, Int32(CXG_F_GET_SEALS), 0)
         if seals < 0 { throw .badFileDescriptor }
         if seals & Int32(CXG_F_SEAL_SHRINK) == 0 || seals & Int32(CXG_F_SEAL_WRITE) != 0 { throw .invalidArgument }

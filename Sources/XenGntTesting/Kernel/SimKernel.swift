@@ -341,8 +341,9 @@ final class SimKernel: @unchecked Sendable {
 
     /// Maps every grant or none (Xen checks each; one bad grant fails the whole request).
     ///
-    /// Lab cases `map-invalid-ref`, `map-unknown-domain`, `export-invalid-ref`,
-    /// `export-partial-bad`: an invalid, unused or foreign ref, or an unknown domain, fails all.
+    /// Lab cases `map-bad-refs`, `map-read-only`, `export-bad-input`, `export-read-only-grant`:
+    /// an invalid, unused or foreign ref, a read-only grant mapped writable, or an unknown
+    /// domain fails the whole request.
     func mapGrants(_ grants: [(domid: UInt32, ref: UInt32)], by mapper: SimDomain, writable: Bool) -> [MappedGrant]? {
         var mapped: [MappedGrant] = []
         mapped.reserveCapacity(grants.count)
@@ -384,7 +385,8 @@ final class SimKernel: @unchecked Sendable {
     }
 
     /// Drops the grant map when neither the file's list nor a memory mapping holds it
-    /// (`gntdev_put_map`): the notification fires and the grants are unmapped.
+    /// (`gntdev_put_map`): the notification fires and the grants are unmapped (lab
+    /// `notify-clear-byte`, `notify-send-event`).
     func put(_ map: GntdevMap, in file: GntdevFile) {
         guard !map.inList, !map.vmaLive else { return }
         if let mapped = map.mapped {
@@ -425,7 +427,7 @@ final class SimKernel: @unchecked Sendable {
     }
 
     /// `__del_gref`: the notification fires, access ends (deferred while mapped), the page
-    /// leaves gntalloc's global count.
+    /// leaves gntalloc's global count (lab `notify-clear-byte`, `gntalloc-limit`).
     func delete(_ gref: GntallocGref, of domain: SimDomain) {
         guard !gref.deleted else { return }
         gref.deleted = true
