@@ -30,6 +30,9 @@ public protocol ConformanceWorld: Sendable {
     func bindInterdomain(as role: LabRole, remote: DomainID, remotePort: UInt32) async throws -> UInt32
     /// Waits until an event arrives on `port`.
     func waitForEvent(as role: LabRole, port: UInt32, timeout: Duration) async throws -> Bool
+    /// Why `role` will publish nothing more (its runner finished, or its domain died), or `nil`
+    /// while it is running.
+    func hasStopped(_ role: LabRole) async throws -> String?
     /// Whether Xen's C library (libxengnttab) reaches the same devices, which is only true on
     /// a real Xen.
     var hasReferenceLibrary: Bool { get }
@@ -150,6 +153,10 @@ public struct Peer: Sendable {
                 if let reason = try await world.read("\(caseName)/\(participant)/failed", as: role) {
                     throw ConformanceFailure("\(participant) failed: \(reason)")
                 }
+            }
+            if let reason = try await world.hasStopped(other),
+               try await world.read("\(caseName)/\(other)/\(key)", as: role) == nil {
+                throw ConformanceFailure("\(other) stopped (\(reason)) without publishing \(key)")
             }
             if ContinuousClock.now >= deadline {
                 throw ConformanceFailure("timed out waiting for \(other)'s \(key)")

@@ -71,6 +71,12 @@ final class KernelWorld: ConformanceWorld, @unchecked Sendable {
         return false
     }
 
+    /// A DomU's runner writes /xengnt/done/<role> when it finishes (its /init does if the
+    /// runner cannot); Dom0's /init writes it when the domain disappears.
+    func hasStopped(_ role: LabRole) async throws -> String? {
+        Self.read(store, "/xengnt/done/\(role)")
+    }
+
     let hasReferenceLibrary = true
     let rendezvousTimeout: Duration = .seconds(180)
     let pollInterval: Duration = .milliseconds(20)

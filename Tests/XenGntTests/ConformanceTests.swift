@@ -53,6 +53,8 @@ final class SimulatedWorld: ConformanceWorld {
         return true
     }
 
+    func hasStopped(_ role: LabRole) async throws -> String? { store.withLock { $0["stopped/\(role)"] } }
+
     let hasReferenceLibrary = false
     let rendezvousTimeout: Duration = .seconds(20)
     let pollInterval: Duration = .milliseconds(1)
@@ -114,6 +116,19 @@ extension Simulated {
             let results = await [dom0, pvh]
             #expect(results[0].outcome == .fail("dom0 broke"))
             #expect(results[1].outcome == .fail("dom0 failed: dom0 broke"))
+            #expect(ContinuousClock.now - started < .seconds(10))
+        }
+
+        @Test func aPeerThatStoppedIsNotWaitedFor() async throws {
+            let world = try SimulatedWorld()
+            try await world.write("stopped/pv", "crashed", as: .dom0)
+            let lonely = ConformanceCase("lonely", "a peer that is gone", parts: [
+                .dom0: { peer in _ = try await peer.value(of: "refs", from: .pv) },
+                .pv: { _ in },
+            ])
+            let started = ContinuousClock.now
+            let result = await lonely.run(as: .dom0, in: world)
+            #expect(result.outcome == .fail("pv stopped (crashed) without publishing refs"))
             #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
