@@ -83,6 +83,7 @@ let package = Package(
                 "XenGntTesting",
                 "XenGntConformance",
                 "CXenGnt",
+                "CXenTools",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

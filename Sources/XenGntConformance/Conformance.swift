@@ -59,18 +59,25 @@ public struct ConformanceCase: Sendable, CustomStringConvertible {
     public let summary: String
     /// Cases that need libxengnttab to reach the devices cannot run in the simulator.
     public let needsReferenceLibrary: Bool
+    /// Whether each domain's part stands alone (no rendezvous), so it can run in any one domain.
+    public let isSingleDomain: Bool
     let parts: [LabRole: Part]
 
     public init(_ name: String, _ summary: String, needsReferenceLibrary: Bool = false, parts: [LabRole: Part]) {
         self.name = name
         self.summary = summary
         self.needsReferenceLibrary = needsReferenceLibrary
+        self.isSingleDomain = false
         self.parts = parts
     }
 
     /// A case each listed role runs on its own.
     init(_ name: String, _ summary: String, each roles: [LabRole], _ part: @escaping Part) {
-        self.init(name, summary, parts: Dictionary(uniqueKeysWithValues: roles.map { ($0, part) }))
+        self.name = name
+        self.summary = summary
+        self.needsReferenceLibrary = false
+        self.isSingleDomain = true
+        self.parts = Dictionary(uniqueKeysWithValues: roles.map { ($0, part) })
     }
 
     /// The domains that take part.
