@@ -162,6 +162,32 @@ final class DeviceHandle: Sendable {
         case error(XenGntError)
     }
 
+    /// Unmaps `pageCount` pages at `address`, then issues `request` with a `{ index, count }`
+    /// argument to release what was mapped (gntdev's unmap and gntalloc's dealloc share that
+    /// layout). Both are attempted; the first failure is returned.
+    func unmap(
+        _ address: UnsafeMutableRawPointer,
+        pageCount: Int,
+        thenRelease request: UInt,
+        index: UInt64,
+        as operation: XenGntError.Operation,
+        notFound: Errno
+    ) -> XenGntError? {
+        var failure: XenGntError?
+        do throws(Errno) {
+            try calls.munmap(address, length: pageCount * xenPageSize)
+        } catch {
+            failure = XenGntError(.unmapMemory, errno: error, cause: .kernel)
+        }
+        var argument = ioctl_gntdev_unmap_grant_ref(index: index, count: UInt32(pageCount), pad: 0)
+        do throws(Errno) {
+            _ = try ioctl(request, &argument)
+        } catch {
+            failure = failure ?? XenGntError(operation, errno: error, cause: error == notFound ? .notFound : .kernel)
+        }
+        return failure
+    }
+
     /// Reads an integer module parameter, or `nil` when it is not readable.
     func readInteger(_ path: String) -> Int? {
         Self.readInteger(path, calls: calls)

@@ -66,19 +66,8 @@ public struct GrantMapping: ~Copyable, @unchecked Sendable {
     }
 
     private static func release(handle: DeviceHandle, index: UInt64, pageCount: Int, address: UnsafeMutableRawPointer) -> XenGntError? {
-        var failure: XenGntError?
-        do {
-            try handle.calls.munmap(address, length: pageCount * xenPageSize)
-        } catch {
-            failure = XenGntError(.unmapMemory, errno: error, cause: .kernel)
-        }
-        var argument = ioctl_gntdev_unmap_grant_ref(index: index, count: UInt32(pageCount), pad: 0)
-        do throws(Errno) {
-            _ = try handle.ioctl(Request.unmapGrantRef, &argument)
-        } catch {
-            failure = failure ?? XenGntError(.unmapGrants, errno: error, cause: error == .noSuchFileOrDirectory ? .notFound : .kernel)
-        }
-        return failure
+        handle.unmap(address, pageCount: pageCount, thenRelease: Request.unmapGrantRef, index: index,
+                     as: .unmapGrants, notFound: .noSuchFileOrDirectory)
     }
 
     deinit {

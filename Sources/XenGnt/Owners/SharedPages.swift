@@ -66,19 +66,9 @@ public struct SharedPages: ~Copyable, @unchecked Sendable {
     }
 
     private static func release(handle: DeviceHandle, index: UInt64, pageCount: Int, address: UnsafeMutableRawPointer) -> XenGntError? {
-        var failure: XenGntError?
-        do throws(Errno) {
-            try handle.calls.munmap(address, length: pageCount * xenPageSize)
-        } catch {
-            failure = XenGntError(.unmapMemory, errno: error, cause: .kernel)
-        }
-        var argument = ioctl_gntalloc_dealloc_gref(index: index, count: UInt32(pageCount))
-        do throws(Errno) {
-            _ = try handle.ioctl(Request.deallocGref, &argument)
-        } catch {
-            failure = failure ?? XenGntError(.unshareGrants, errno: error, cause: error == .invalidArgument ? .notFound : .kernel)
-        }
-        return failure
+        // IOCTL_GNTALLOC_DEALLOC_GREF's argument has the layout of gntdev's unmap (index, count).
+        handle.unmap(address, pageCount: pageCount, thenRelease: Request.deallocGref, index: index,
+                     as: .unshareGrants, notFound: .invalidArgument)
     }
 
     deinit {
