@@ -4,7 +4,8 @@
 //
 //   xengnt-lab-runner --role dom0|pv|pvh [--case NAME]... [--list]
 //
-// Dom0 writes the domids to /xengnt/domains/{dom0,pv,pvh}; each runner waits for them, then
+// Dom0 writes the domids to /xengnt/domains/{dom0,pv,pvh} ("none" for a DomU it could not
+// create); each runner waits for them, then
 // runs its cases in suite order, meeting its peers under /xengnt/run. A DomU writes
 // /xengnt/done/<role> when it is finished.
 import CXenTools
@@ -58,7 +59,10 @@ func waitForStore() -> (OpaquePointer, [LabRole: DomainID]) {
         if let store {
             var ids: [LabRole: DomainID] = [:]
             for each in LabRole.allCases {
-                if let text = KernelWorld.read(store, "/xengnt/domains/\(each)"), let id = UInt16(text) { ids[each] = DomainID(id) }
+                guard let text = KernelWorld.read(store, "/xengnt/domains/\(each)") else { continue }
+                // "none": Dom0 could not create that DomU. Its cases fail at once (its
+                // /xengnt/done key says why); the id is one no domain has.
+                ids[each] = text == "none" ? DomainID(0x7FEF) : UInt16(text).map { DomainID($0) }
             }
             if ids.count == LabRole.allCases.count { return (store, ids) }
         }
