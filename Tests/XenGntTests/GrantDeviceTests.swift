@@ -253,3 +253,27 @@ extension Simulated {
         }
     }
 }
+
+/// A collection whose `count` says less than it holds: XenGnt must neither crash nor write past
+/// the ioctl argument.
+struct UnderstatedRefs: Collection {
+    let refs: [GrantRef]
+    var startIndex: Int { 0 }
+    var endIndex: Int { refs.count }
+    var count: Int { 1 }
+    subscript(position: Int) -> GrantRef { refs[position] }
+    func index(after i: Int) -> Int { i + 1 }
+}
+
+extension Simulated.Mapping {
+    @Test func aCollectionThatUnderstatesItsCountIsReadOnlyUpToTheCount() throws {
+        let host = try Host()
+        let refs = try host.frontend.grantPages(3, to: host.backend.id)
+        let gntdev = try host.gntdev()
+        let mapping = try gntdev.map(UnderstatedRefs(refs: refs), from: host.frontend.id)
+        #expect(mapping.pageCount == 1)
+        let exported = try gntdev.exportDmaBuf(refs: UnderstatedRefs(refs: refs), from: host.frontend.id)
+        #expect(exported.pageCount == 1)
+        #expect(host.frontend.mapCount(of: refs[2]) == 0)
+    }
+}

@@ -32,13 +32,16 @@ extension GrantDevice {
     ) throws(XenGntError) -> ExportedDmaBuf {
         try domain.validate(for: .exportDmaBuf)
         return try exportDmaBuf(count: refs.count, domain: domain, flags: allocation.flags) { buffer in
+            // One copy, straight into the ioctl argument; never past it, whatever the collection
+            // claims its count is.
             if let copied = refs.withContiguousStorageIfAvailable({ source in
-                buffer.baseAddress!.initialize(from: source.baseAddress!, count: source.count)
+                let count = min(source.count, buffer.count)
+                if count > 0 { buffer.baseAddress!.initialize(from: source.baseAddress!, count: count) }
             }) {
                 return copied
             }
             var i = 0
-            for ref in refs {
+            for ref in refs where i < buffer.count {
                 buffer[i] = ref
                 i += 1
             }

@@ -30,7 +30,7 @@ extension GrantDevice {
         let id = UInt32(domain.rawValue)
         return try mapGrants(count: refs.count, access: access) { pairs throws(XenGntError) in
             var i = 0
-            for ref in refs {
+            for ref in refs where i < pairs.count {
                 pairs[i] = id
                 pairs[i + 1] = ref.rawValue
                 i += 2
@@ -49,7 +49,7 @@ extension GrantDevice {
     ) throws(XenGntError) -> GrantMapping {
         try mapGrants(count: grants.count, access: access) { pairs throws(XenGntError) in
             var i = 0
-            for grant in grants {
+            for grant in grants where i < pairs.count {
                 try grant.domain.validate(for: .mapGrants)
                 pairs[i] = UInt32(grant.domain.rawValue)
                 pairs[i + 1] = grant.ref.rawValue
