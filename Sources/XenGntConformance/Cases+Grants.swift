@@ -99,6 +99,9 @@ extension ConformanceSuite {
             try check(raw.unmapGrantRef(fd, index: index, count: 1) == nil, "UNMAP_GRANT_REF")
             try check(raw.unmapGrantRef(fd, index: index, count: 1) == .noSuchFileOrDirectory, "second UNMAP_GRANT_REF is ENOENT")
             try check(raw.mapGrantRef(fd, [], count: 0), fails: .invalidArgument, "MAP_GRANT_REF of 0 refs")
+            let two = try succeeds(raw.mapGrantRef(fd, [(domid: 0, ref: 0xFFFFF), (domid: 0, ref: 0xFFFFE)]), "MAP_GRANT_REF of 2")
+            try check(raw.unmapGrantRef(fd, index: two, count: 1) == .noSuchFileOrDirectory, "UNMAP with the wrong count")
+            try check(raw.unmapGrantRef(fd, index: two, count: 0) == nil, "UNMAP with count 0 matches the map at the index")
         },
 
         ConformanceCase("map-mmap-twice", "a grant map is mmapped once only, must be MAP_SHARED to be writable, and the range must match", parts: [
@@ -113,6 +116,14 @@ extension ConformanceSuite {
                 try check(raw.mmap(fd, pages: 1, offset: index), fails: .invalidArgument, "a range that is not the map's")
                 let address = try succeeds(raw.mmap(fd, pages: 2, offset: index), "first mmap")
                 try check(raw.mmap(fd, pages: 2, offset: index), fails: .invalidArgument, "second mmap")
+                // GET_OFFSET_FOR_VADDR: the map behind an address, EINVAL for any other address.
+                let gntdev = try GrantDevice(on: peer.system)
+                let mapping = try gntdev.map(refs, from: peer.id(of: .dom0), access: .readOnly)
+                let found = try gntdev.mappedRange(containing: mapping.baseAddress + 4097)
+                try check(found.offset == mapping.offset && found.pageCount == 2, "mapped range \(found)")
+                var local = 0
+                try checkFails(cause: .notFound, errno: .invalidArgument) { _ = try gntdev.mappedRange(containing: &local) }
+                try mapping.unmap()
                 raw.munmap(address, pages: 2)
                 try check(raw.mmap(fd, pages: 2, offset: index), fails: .invalidArgument, "mmap after munmap")
                 try check(raw.unmapGrantRef(fd, index: index, count: 2) == nil, "UNMAP_GRANT_REF")

@@ -44,6 +44,45 @@ extension ConformanceSuite {
             }
         },
 
+        ConformanceCase("dmabuf-sync-name", "DMA_BUF_IOCTL_SYNC and DMA_BUF_SET_NAME on udmabuf and heap buffers; udmabuf and heap argument checks", each: LabRole.allCases) { peer in
+            let raw = Raw(peer.system)
+            for source in [Source.udmabuf, .heap] {
+                let buffer = source == .udmabuf
+                    ? try DmaBuf.udmabuf(pages: 2, on: peer.system)
+                    : try DmaBuf.allocate(fromHeap: "system", pages: 2, on: peer.system)
+                try check(try buffer.size() == 8192, "size")
+                let cpu = try buffer.map()
+                try buffer.withCPUAccess(.readWrite) { () throws(XenGntError) in try cpu.withUnsafeMutableBytes { $0[4096] = 1 } }
+                try buffer.sync(.start, .readOnly)
+                try buffer.sync(.end, .readOnly)
+                try buffer.setName("xengnt-\(peer.role)")
+                let fd = buffer.fileDescriptor.rawValue
+                for flags: UInt64 in [0, 8, 0x10 | 1] {   // no direction; an undefined bit
+                    let result = raw.ioctl(fd, cxg_request_dma_buf_sync(), size: 8, fill: { $0.storeBytes(of: flags, as: UInt64.self) }, read: { _ in () })
+                    try check(result, fails: .invalidArgument, "SYNC flags \(flags)")
+                }
+                let unterminated = raw.ioctl(fd, cxg_request_dma_buf_set_name(), size: 40, fill: { $0.initializeMemory(as: UInt8.self, repeating: 0x61, count: 40) }, read: { _ in () })
+                try check(unterminated, fails: .invalidArgument, "a 40-byte name")
+                try checkFails(operation: .dmaBufSetName) { try buffer.setName(String(repeating: "n", count: 32)) }
+            }
+            // udmabuf wants a memfd sealed against shrinking; a heap takes no heap flags.
+            let memfd = try raw.calls.memfdCreate("xengnt-unsealed", flags: UInt32(CXG_MFD_CLOEXEC | CXG_MFD_ALLOW_SEALING))
+            defer { raw.close(memfd) }
+            try raw.calls.ftruncate(memfd, length: 4096)
+            let device = try raw.open("/dev/udmabuf")
+            defer { raw.close(device) }
+            let unsealed = raw.ioctl(device, cxg_request_udmabuf_create(), size: MemoryLayout<udmabuf_create>.size, fill: {
+                $0.storeBytes(of: udmabuf_create(memfd: UInt32(memfd), flags: 0, offset: 0, size: 4096), as: udmabuf_create.self)
+            }, read: { _ in () })
+            try check(unsealed, fails: .invalidArgument, "UDMABUF_CREATE of an unsealed memfd")
+            let heap = try raw.calls.open("/dev/dma_heap/system", flags: O_RDONLY | O_CLOEXEC, mode: 0)
+            defer { raw.close(heap) }
+            let flagged = raw.ioctl(heap, cxg_request_dma_heap_alloc(), size: MemoryLayout<dma_heap_allocation_data>.size, fill: {
+                $0.storeBytes(of: dma_heap_allocation_data(len: 4096, fd: 0, fd_flags: UInt32(O_RDWR | O_CLOEXEC), heap_flags: 1), as: dma_heap_allocation_data.self)
+            }, read: { _ in () })
+            try check(flagged, fails: .invalidArgument, "DMA_HEAP_IOCTL_ALLOC with heap flags")
+        },
+
         ConformanceCase("import-release-while-mapped", "releasing an import the peer still maps succeeds; the pages stay readable until the peer unmaps", parts: [
             .dom0: { peer in
                 let buffer = try DmaBuf.udmabuf(pages: 1, on: peer.system)

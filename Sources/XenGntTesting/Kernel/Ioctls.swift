@@ -104,7 +104,8 @@ extension SimKernel {
         let op = raw.assumingMemoryBound(to: ioctl_gntdev_unmap_grant_ref.self)
         let index = op.pointee.index >> 12
         let count = Int(op.pointee.count)
-        // gntdev_find_map_index: the index must match; a count of 0 matches any map there.
+        // gntdev_find_map_index: the index must match; a count of 0 matches any map there
+        // (lab `map-bad-refs`).
         guard let map = file.maps.first(where: { $0.index == index && (count == 0 || $0.count == count) }) else {
             throw .noSuchFileOrDirectory
         }
@@ -114,6 +115,7 @@ extension SimKernel {
         return 0
     }
 
+    /// The gntdev map behind an address, EINVAL for any other (lab `map-mmap-twice`).
     private func offsetForVaddr(_ raw: UnsafeMutableRawPointer) throws(Errno) -> Int32 {
         let op = raw.assumingMemoryBound(to: ioctl_gntdev_get_offset_for_vaddr.self)
         let address = UInt(op.pointee.vaddr)
@@ -382,6 +384,8 @@ extension SimKernel {
 
     // MARK: dma-buf
 
+    /// `DMA_BUF_IOCTL_SYNC` (a direction is required, undefined bits are EINVAL) and
+    /// `DMA_BUF_SET_NAME` (EINVAL without a NUL in 32 bytes): lab `dmabuf-sync-name`.
     private func dmaBufIoctl(_ buffer: DmaBufFile, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
         switch request {
         case Request.dmaBufSync:
@@ -406,8 +410,8 @@ extension SimKernel {
         let op = raw.assumingMemoryBound(to: udmabuf_create.self).pointee
         if op.flags & ~UInt32(UDMABUF_FLAGS_CLOEXEC) != 0 { throw .invalidArgument }
         let memfd = Int32(bitPattern: op.memfd)
-        // udmabuf wants a memfd sealed against shrinking and not against writing (the lab's
-        // `import-udmabuf` creates one as XenGnt does).
+        // udmabuf wants a memfd sealed against shrinking and not against writing (lab
+        // `dmabuf-sync-name` shows an unsealed one refused; `import-udmabuf` uses XenGnt's).
         let seals = cxg_fcntl_int(memfd, Int32(CXG_F_GET_SEALS), 0)
         if seals < 0 { throw .badFileDescriptor }
         if seals & Int32(CXG_F_SEAL_SHRINK) == 0 || seals & Int32(CXG_F_SEAL_WRITE) != 0 { throw .invalidArgument }
@@ -430,6 +434,7 @@ extension SimKernel {
     private func dmaHeapAlloc(_ domain: SimDomain, _ raw: UnsafeMutableRawPointer) throws(Errno) -> Int32 {
         let op = raw.assumingMemoryBound(to: dma_heap_allocation_data.self)
         let validFD = UInt32(O_CLOEXEC | O_ACCMODE)
+        // No heap flags are defined (lab `dmabuf-sync-name`).
         if op.pointee.fd_flags & ~validFD != 0 || op.pointee.heap_flags != 0 { throw .invalidArgument }
         let size = (Int(op.pointee.len) + xenPageSize - 1) / xenPageSize * xenPageSize
         if size == 0 { throw .invalidArgument }
