@@ -37,12 +37,13 @@ selected() {
     for each in $cases; do [ "$each" = "$1" ] && return 0; done
     return 1
 }
-# wait_key KEY SECONDS: print the key's value once it exists; fail after SECONDS.
+# wait_key KEY SECONDS: print the key's value once it exists; fail after SECONDS. Polls twice a
+# second: under TCG every xenstore-read is a fork+exec that other domains' vCPUs wait for.
 wait_key() {
-    tries=$(($2 * 5))
+    tries=$(($2 * 2))
     while [ $tries -gt 0 ]; do
         xenstore-read "$1" 2>/dev/null && return 0
-        sleep 0.2
+        sleep 0.5
         tries=$((tries - 1))
     done
     return 1
