@@ -130,4 +130,10 @@ struct NullKernel: SystemCalls {
     func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 { throw .notSupported }
     func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {}
     func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 { 0 }
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { 0 }
+    func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { buffer.count }
+    func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int { 0 }
+    func connectUnixSocket(_ path: String) throws(Errno) -> Int32 { throw .noSuchFileOrDirectory }
+    func listDirectory(_ path: String) throws(Errno) -> [String] { [] }
+    func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 { Self.deviceFD }
 }

@@ -17,6 +17,10 @@
 #include <sys/types.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <xen/sys/gntdev.h>
 #include <xen/sys/gntalloc.h>
 /* evtchn.h uses domid_t without defining it (xenctrl does). */
@@ -140,6 +144,16 @@ static inline int cxg_fcntl_int(int fd, int cmd, int arg) {
 }
 static inline int cxg_eventfd(unsigned int initval, int flags) {
     return (int)syscall(SYS_eventfd2, initval, flags);
+}
+/* connect(2) to a Unix socket path; -1 with errno ENAMETOOLONG when the path does not fit. */
+static inline int cxg_connect_unix(int fd, const char *path) {
+    struct sockaddr_un address;
+    size_t length = strlen(path);
+    if (length >= sizeof(address.sun_path)) { errno = ENAMETOOLONG; return -1; }
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    memcpy(address.sun_path, path, length + 1);
+    return connect(fd, (const struct sockaddr *)&address, (socklen_t)sizeof(address));
 }
 
 #endif /* CXENGNT_SHIM_H */

@@ -72,4 +72,25 @@ struct SimulatedSystemCalls: SystemCalls {
     func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 {
         try KernelSystemCalls().fcntl(fd, command: command, argument: argument)
     }
+
+    // Interim: passed to the host until the simulated drivers that need them exist.
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try KernelSystemCalls().read(fd, into: buffer)
+    }
+
+    func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        try KernelSystemCalls().write(fd, from: buffer)
+    }
+
+    func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
+        try KernelSystemCalls().poll(descriptors, timeout: timeout)
+    }
+
+    func connectUnixSocket(_ path: String) throws(Errno) -> Int32 { throw .noSuchFileOrDirectory }
+
+    func listDirectory(_ path: String) throws(Errno) -> [String] { throw .noSuchFileOrDirectory }
+
+    func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
+        try KernelSystemCalls().eventfd(initialValue: initialValue, flags: flags)
+    }
 }

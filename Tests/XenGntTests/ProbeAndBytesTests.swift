@@ -109,6 +109,12 @@ extension Simulated {
             func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 { try inner.memfdCreate(name, flags: flags) }
             func ftruncate(_ fd: Int32, length: Int64) throws(Errno) { try inner.ftruncate(fd, length: length) }
             func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 { try inner.fcntl(fd, command: command, argument: argument) }
+            func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { try inner.read(fd, into: buffer) }
+            func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { try inner.write(fd, from: buffer) }
+            func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int { try inner.poll(descriptors, timeout: timeout) }
+            func connectUnixSocket(_ path: String) throws(Errno) -> Int32 { try inner.connectUnixSocket(path) }
+            func listDirectory(_ path: String) throws(Errno) -> [String] { try inner.listDirectory(path) }
+            func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 { try inner.eventfd(initialValue: initialValue, flags: flags) }
         }
 
         func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {

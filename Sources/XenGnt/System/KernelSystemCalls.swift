@@ -99,4 +99,46 @@ package struct KernelSystemCalls: SystemCalls {
     package func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 {
         try check(cxg_fcntl_int(fd, command, argument))
     }
+
+    package func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+        if n < 0 { throw Errno(rawValue: Glibc.errno) }
+        return n
+    }
+
+    package func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        let n = Glibc.write(fd, buffer.baseAddress, buffer.count)
+        if n < 0 { throw Errno(rawValue: Glibc.errno) }
+        return n
+    }
+
+    package func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
+        Int(try check(Glibc.poll(descriptors.baseAddress, nfds_t(descriptors.count), timeout)))
+    }
+
+    package func connectUnixSocket(_ path: String) throws(Errno) -> Int32 {
+        let fd = try check(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        let connected = path.withCString { cxg_connect_unix(fd, $0) }
+        if connected < 0 {
+            let failure = Errno(rawValue: Glibc.errno)
+            _ = Glibc.close(fd)
+            throw failure
+        }
+        return fd
+    }
+
+    package func listDirectory(_ path: String) throws(Errno) -> [String] {
+        guard let directory = opendir(path) else { throw Errno(rawValue: Glibc.errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    package func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
+        try check(cxg_eventfd(initialValue, flags))
+    }
 }

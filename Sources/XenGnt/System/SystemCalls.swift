@@ -37,6 +37,22 @@ package protocol SystemCalls: Sendable {
     func ftruncate(_ fd: Int32, length: Int64) throws(Errno)
     /// `fcntl` with an integer argument (sealing: `F_ADD_SEALS`, `F_GET_SEALS`).
     func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32
+
+    // MARK: I/O on devices and sockets (DRM events, event channels, xenbus, xenstored)
+
+    /// Reads at most `buffer.count` bytes; returns how many were read (0 at end of file).
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
+    /// Writes at most `buffer.count` bytes; returns how many were written.
+    func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int
+    /// Waits until one of `descriptors` is ready or `timeout` milliseconds pass (-1: no limit),
+    /// setting each entry's `revents`; returns how many entries are ready (0 on timeout).
+    func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int
+    /// Opens a stream socket connected to the Unix socket at `path` (close-on-exec).
+    func connectUnixSocket(_ path: String) throws(Errno) -> Int32
+    /// The names in directory `path`, without `.` and `..`, in no particular order.
+    func listDirectory(_ path: String) throws(Errno) -> [String]
+    /// An eventfd (`eventfd2`): what the poll reader uses to wake itself.
+    func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32
 }
 
 /// Runs `body` again for as long as it fails with `EINTR`.
@@ -59,8 +75,19 @@ package func retryingOnInterrupt<T>(_ body: () throws(Errno) -> T) throws(Errno)
 public struct XenSystem: Sendable {
     package let calls: any SystemCalls
 
-    package init(_ calls: any SystemCalls) {
+    /// The id of the domain this system runs in, when known (a simulated domain knows it; on
+    /// the kernel it is learnt from XenStore's `domid` key). XenGnt uses it to refuse what would
+    /// harm this domain, such as mapping its own grants in an x86 PVH/HVM domain.
+    public let domainID: DomainID?
+
+    package init(_ calls: any SystemCalls, domainID: DomainID? = nil) {
         self.calls = calls
+        self.domainID = domainID
+    }
+
+    /// The same system, known to run in domain `id`.
+    public func identifying(as id: DomainID) -> XenSystem {
+        XenSystem(calls, domainID: id)
     }
 
     /// The running kernel: `/dev/xen/gntdev`, `/dev/xen/gntalloc`, real dma-bufs.
