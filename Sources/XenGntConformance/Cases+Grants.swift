@@ -76,7 +76,7 @@ extension ConformanceSuite {
             .pvh: { peer in
                 let refs = try await peer.refs("refs", from: .dom0)
                 let gntdev = try GrantDevice(on: peer.system)
-                try checkFails(cause: .badGrants, errno: .invalidArgument, operation: .mapMemory) {
+                try checkFails(code: .badGrants, errno: .invalidArgument, operation: .mapGrants, call: "mmap") {
                     _ = try gntdev.map(refs, from: peer.id(of: .dom0))
                 }
                 let mapping = try gntdev.map(refs, from: peer.id(of: .dom0), access: .readOnly)
@@ -89,8 +89,8 @@ extension ConformanceSuite {
         ConformanceCase("map-bad-refs", "an invalid ref or an unknown domain fails at mmap, not at the ioctl, with EINVAL", each: LabRole.allCases) { peer in
             let other = peer.id(of: .dom0)   // Dom0 maps its own bad ref: self-maps work in PV
             let gntdev = try GrantDevice(on: peer.system)
-            try checkFails(cause: .badGrants, errno: .invalidArgument, operation: .mapMemory) { _ = try gntdev.map([GrantRef(0xFFFFF)], from: other) }
-            try checkFails(cause: .badGrants, errno: .invalidArgument, operation: .mapMemory) { _ = try gntdev.map([GrantRef(8)], from: DomainID(30000)) }
+            try checkFails(code: .badGrants, errno: .invalidArgument, operation: .mapGrants, call: "mmap") { _ = try gntdev.map([GrantRef(0xFFFFF)], from: other) }
+            try checkFails(code: .badGrants, errno: .invalidArgument, operation: .mapGrants, call: "mmap") { _ = try gntdev.map([GrantRef(8)], from: DomainID(30000)) }
             let raw = Raw(peer.system)
             let fd = try raw.open("/dev/xen/gntdev")
             defer { raw.close(fd) }
@@ -122,7 +122,7 @@ extension ConformanceSuite {
                 let found = try gntdev.mappedRange(containing: mapping.baseAddress + 4097)
                 try check(found.offset == mapping.offset && found.pageCount == 2, "mapped range \(found)")
                 var local = 0
-                try checkFails(cause: .notFound, errno: .invalidArgument) { _ = try gntdev.mappedRange(containing: &local) }
+                try checkFails(code: .notFound, errno: .invalidArgument) { _ = try gntdev.mappedRange(containing: &local) }
                 try mapping.unmap()
                 raw.munmap(address, pages: 2)
                 try check(raw.mmap(fd, pages: 2, offset: index), fails: .invalidArgument, "mmap after munmap")
@@ -159,7 +159,7 @@ extension ConformanceSuite {
                 try await peer.publish("unmapped")
 
                 let second = try gntdev.map(try await peer.refs("refs2", from: .dom0), from: peer.id(of: .dom0), access: .readOnly)
-                try checkFails(cause: .readOnlyMapping) { try second.setUnmapNotification(.clearByte(at: 0)) }
+                try checkFails(code: .notifyNeedsWritableMapping, errno: .some(nil)) { try second.setUnmapNotification(.clearByte(at: 0)) }
                 try check(second.withUnsafeBytes { $0[33] } == 0xEE, "byte before unshare")
                 try await peer.publish("mapped2")
                 try await peer.wait(for: "unshared", from: .dom0)
@@ -183,7 +183,7 @@ extension ConformanceSuite {
                 guard let remotePort = UInt32(try await peer.value(of: "port", from: .dom0)) else { throw ConformanceFailure("bad port") }
                 let local = try await peer.bindInterdomain(remote: .dom0, port: remotePort)
                 let mapping = try GrantDevice(on: peer.system).map(try await peer.refs("refs", from: .dom0), from: peer.id(of: .dom0))
-                try checkFails(cause: .eventChannelNotBound(port: 4000), errno: .invalidArgument) { try mapping.setUnmapNotification(.sendEvent(port: 4000)) }
+                try checkFails(code: .eventChannelNotBound, errno: .invalidArgument) { try mapping.setUnmapNotification(.sendEvent(port: 4000)) }
                 try mapping.setUnmapNotification(.sendEvent(port: local))
                 try mapping.unmap()
                 try await peer.wait(for: "received", from: .dom0)
@@ -229,7 +229,7 @@ extension ConformanceSuite {
         ConformanceCase("gntalloc-limit", "gntalloc's global limit: ENOSPC, named with its module parameter; a count of 0 is accepted", each: [.dom0]) { peer in
             let allocator = try GrantAllocator(on: peer.system)
             guard let limit = allocator.globalLimit else { throw ConformanceFailure("limit not readable") }
-            try checkFails(cause: .gntallocLimit(limit: limit), errno: .none) { _ = try allocator.share(pages: limit + 1, with: peer.id(of: .pvh)) }
+            try checkFails(code: .gntallocLimit, errno: .noSpace) { _ = try allocator.share(pages: limit + 1, with: peer.id(of: .pvh)) }
             let raw = Raw(peer.system)
             let fd = try raw.open("/dev/xen/gntalloc")
             defer { raw.close(fd) }

@@ -6,19 +6,25 @@ public func check(_ condition: Bool, _ message: @autoclosure () -> String, line:
     if !condition { throw ConformanceFailure("\(message()) (line \(line))") }
 }
 
-/// Runs `body`, which must throw a `XenGntError` with the given cause and errno.
+/// Runs `body`, which must throw a `XenGntError` with the given code, errno, operation and
+/// failing call (each checked only when given; `errno: .some(nil)` means "refused before the
+/// kernel was asked").
 public func checkFails(
-    cause: XenGntError.Cause? = nil,
+    code: XenGntError.Code? = nil,
     errno: Errno?? = .none,
     operation: XenGntError.Operation? = nil,
+    call: String? = nil,
     line: Int = #line,
     _ body: () throws -> Void
 ) throws {
     do {
         try body()
     } catch let error as XenGntError {
-        if let cause, error.cause != cause {
-            throw ConformanceFailure("expected cause \(cause), got: \(error) (line \(line))")
+        if let code, error.code != code {
+            throw ConformanceFailure("expected code \(code), got: \(error) (line \(line))")
+        }
+        if let call, error.call != call {
+            throw ConformanceFailure("expected the failing call \(call), got: \(error) (line \(line))")
         }
         if case .some(let expected) = errno, error.errno != expected {
             throw ConformanceFailure("expected errno \(expected.map { "\($0)" } ?? "none"), got: \(error) (line \(line))")
@@ -28,7 +34,7 @@ public func checkFails(
         }
         return
     }
-    throw ConformanceFailure("expected a XenGntError\(cause.map { " (\($0))" } ?? ""), but it succeeded (line \(line))")
+    throw ConformanceFailure("expected a XenGntError\(code.map { " (\($0))" } ?? ""), but it succeeded (line \(line))")
 }
 
 /// Fails unless a raw call failed with `expected`.

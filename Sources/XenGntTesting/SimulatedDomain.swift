@@ -29,7 +29,7 @@ public struct SimulatedDomain: Sendable {
                     refs.append(GrantRef(ref))
                 } catch {
                     for ref in refs { me.endAccess(ref.rawValue) }
-                    throw XenGntError(.shareGrants, errno: error, cause: error == .noSpace ? .grantTableFull : .kernel)
+                    throw XenGntError(error == .noSpace ? .grantTableFull : .kernel, .share, errno: error)
                 }
             }
             return refs
@@ -65,7 +65,7 @@ public struct SimulatedDomain: Sendable {
     public func write(_ bytes: [UInt8], toGrant ref: GrantRef, at offset: Int = 0) throws(XenGntError) {
         let page = try page(of: ref)
         guard offset >= 0, offset + bytes.count <= xenPageSize else {
-            throw XenGntError(.mapMemory, cause: .outOfRange(offset: offset, length: xenPageSize))
+            throw XenGntError(.outOfRange, .writeMapping, offset: offset, length: xenPageSize)
         }
         page.write(bytes, at: offset)
     }
@@ -74,7 +74,7 @@ public struct SimulatedDomain: Sendable {
     public func read(grant ref: GrantRef, at offset: Int = 0, count: Int = xenPageSize) throws(XenGntError) -> [UInt8] {
         let page = try page(of: ref)
         guard offset >= 0, count >= 0, offset + count <= xenPageSize else {
-            throw XenGntError(.mapMemory, cause: .outOfRange(offset: offset, length: xenPageSize))
+            throw XenGntError(.outOfRange, .writeMapping, offset: offset, length: xenPageSize)
         }
         return page.read(at: offset, count: count)
     }
@@ -82,7 +82,7 @@ public struct SimulatedDomain: Sendable {
     private func page(of ref: GrantRef) throws(XenGntError) -> Page {
         try simulation.kernel.withLock { (kernel) throws(XenGntError) -> UncheckedBox<Page> in
             guard let entry = try kernel.domain(id).grants[ref.rawValue] else {
-                throw XenGntError(.mapMemory, cause: .invalidArgument("\(id) has no grant \(ref.rawValue)."))
+                throw XenGntError(.invalidArgument, .writeMapping, detail: "\(id) has no grant \(ref.rawValue).")
             }
             return UncheckedBox(entry.page)
         }.value
@@ -111,7 +111,7 @@ public struct SimulatedDomain: Sendable {
             let me = try kernel.domain(id)
             let peer = try kernel.domain(remote)
             guard var far = peer.ports[remotePort], far.remoteDomain == id.rawValue, far.remotePort == nil else {
-                throw XenGntError(.probe, cause: .invalidArgument("\(remote) has no unbound port \(remotePort) for \(id)."))
+                throw XenGntError(.invalidArgument, .probe, detail: "\(remote) has no unbound port \(remotePort) for \(id).")
             }
             let port = me.bindPort(EventPort(remoteDomain: remote.rawValue, remotePort: remotePort))
             far.remotePort = port
@@ -143,7 +143,7 @@ extension SimDomain {
 extension SimKernel {
     func domain(_ id: DomainID) throws(XenGntError) -> SimDomain {
         guard let domain = domains[id.rawValue] else {
-            throw XenGntError(.probe, cause: .invalidArgument("the simulation has no \(id)."))
+            throw XenGntError(.invalidArgument, .probe, detail: "the simulation has no \(id).")
         }
         return domain
     }

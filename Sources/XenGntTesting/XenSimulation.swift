@@ -68,15 +68,15 @@ public final class XenSimulation: Sendable {
     ///   id, or ``XenGntError/Cause/invalidArgument(_:)`` if the id is taken.
     @discardableResult
     public func addDomain(_ id: DomainID, type: GuestType) throws(XenGntError) -> SimulatedDomain {
-        if id.isReserved { throw XenGntError(.probe, cause: .reservedDomain(id.rawValue)) }
+        if id.isReserved { throw XenGntError(.reservedDomain, .probe, domain: id) }
         try kernel.withLock { (kernel) throws(XenGntError) in
             if kernel.domains[id.rawValue] != nil {
-                throw XenGntError(.probe, cause: .invalidArgument("the simulation already has \(id)."))
+                throw XenGntError(.invalidArgument, .probe, detail: "the simulation already has \(id).")
             }
             do throws(Errno) {
                 kernel.domains[id.rawValue] = try SimDomain(id: id.rawValue, type: type)
             } catch {
-                throw XenGntError(.probe, errno: error, cause: .kernel)
+                throw XenGntError(.kernel, .probe, errno: error)
             }
         }
         return SimulatedDomain(simulation: self, id: id, type: type)

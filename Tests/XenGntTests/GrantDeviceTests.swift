@@ -42,18 +42,19 @@ extension Simulated {
             let refs = try host.frontend.grantPages(1, to: host.backend.id, access: .readOnly)
             let mapping = try host.gntdev().map(refs, from: host.frontend.id, access: .readOnly)
             #expect(mapping.access == .readOnly)
-            let error = expectFailure { try mapping.withUnsafeMutableBytes { $0[0] = 1 } }
-            #expect(error?.cause == .readOnlyMapping)
+            let error = #expect(throws: XenGntError.self) { try mapping.withUnsafeMutableBytes { $0[0] = 1 } }
+            #expect(error?.code == .readOnlyMapping && error?.operation == .writeMapping)
+            #expect(error?.description.contains("notification") == false)
         }
 
         @Test func aWritableMapOfAReadOnlyGrantFailsAtMmapAndLeavesNothing() throws {
             let host = try Host()
             let refs = try host.frontend.grantPages(1, to: host.backend.id, access: .readOnly)
             let gntdev = try host.gntdev()
-            let error = expectFailure { _ = try gntdev.map(refs, from: host.frontend.id) }
-            #expect(error?.operation == .mapMemory)
+            let error = #expect(throws: XenGntError.self) { _ = try gntdev.map(refs, from: host.frontend.id) }
+            #expect(error?.call == "mmap")
             #expect(error?.errno == .invalidArgument)
-            #expect(error?.cause == .badGrants)
+            #expect(error?.code == .badGrants)
             #expect(host.xen.census().grantMaps == 0)
         }
 
@@ -63,7 +64,7 @@ extension Simulated {
             let refs = try host.frontend.grantPages(2, to: host.backend.id)
             let other = try host.frontend.grantPages(1, to: host.dom0.id)
             let gntdev = try host.gntdev()
-            let error = expectFailure {
+            let error = #expect(throws: XenGntError.self) {
                 switch variant {
                 case "invalid ref": _ = try gntdev.map([GrantRef(9999)], from: host.frontend.id)
                 case "unknown domain": _ = try gntdev.map(refs, from: DomainID(77))
@@ -71,28 +72,42 @@ extension Simulated {
                 default: _ = try gntdev.map([refs[0], GrantRef(9999)], from: host.frontend.id)
                 }
             }
-            #expect(error?.operation == .mapMemory)
-            #expect(error?.cause == .badGrants)
+            #expect(error?.call == "mmap")
+            #expect(error?.code == .badGrants)
             #expect(host.frontend.mapCount(of: refs[0]) == 0)
             #expect(host.xen.census().grantMaps == 0)
         }
 
-        @Test func requestsTheKernelWouldAnswerWithEINVALAreRefusedFirst() throws {
+        @Test func anOverLimitRequestIsExplainedByTheLimitReadWhenTheKernelRefused() throws {
             let host = try Host { $0.gntdevLimit = 8 }
             let gntdev = try host.gntdev()
             #expect(gntdev.perCallLimit == 8)
-            let empty = expectFailure { _ = try gntdev.map([GrantRef](), from: host.frontend.id) }
-            #expect(empty?.cause == .emptyRequest)
-            #expect(empty?.errno == nil)
-            let tooMany = expectFailure { _ = try gntdev.map((0..<9).map { GrantRef($0) }, from: host.frontend.id) }
-            #expect(tooMany?.cause == .tooManyPages(count: 9, limit: 8))
+            let refs = try host.frontend.grantPages(9, to: host.backend.id)
+            let tooMany = #expect(throws: XenGntError.self) { _ = try gntdev.map(refs, from: host.frontend.id) }
+            #expect(tooMany?.code == .tooManyPages && tooMany?.count == 9 && tooMany?.limit == 8)
+            #expect(tooMany?.errno == .invalidArgument && tooMany?.call == "IOCTL_GNTDEV_MAP_GRANT_REF")
             #expect(tooMany?.description.contains("xen_gntdev.limit") == true)
-            let reserved = expectFailure { _ = try gntdev.map([GrantRef(8)], from: DomainID(0x7FF0)) }
-            #expect(reserved?.cause == .reservedDomain(0x7FF0))
-            let reservedInList = expectFailure {
+            // The limit is read when the kernel refuses, not cached at open: lowering it later
+            // is explained correctly, and raising it lets the same request through.
+            host.xen.configuration.gntdevLimit = 4
+            let export = #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs[0..<5], from: host.frontend.id) }
+            #expect(export?.code == .tooManyPages && export?.limit == 4)
+            host.xen.configuration.gntdevLimit = 16
+            #expect(try gntdev.map(refs, from: host.frontend.id).pageCount == 9)
+        }
+
+        @Test func emptyAndReservedRequestsAreRefusedBeforeTheKernel() throws {
+            let host = try Host()
+            let gntdev = try host.gntdev()
+            let empty = #expect(throws: XenGntError.self) { _ = try gntdev.map([GrantRef](), from: host.frontend.id) }
+            #expect(empty?.code == .emptyRequest)
+            #expect(empty?.errno == nil && empty?.call == nil)
+            let reserved = #expect(throws: XenGntError.self) { _ = try gntdev.map([GrantRef(8)], from: DomainID(0x7FF0)) }
+            #expect(reserved?.code == .reservedDomain && reserved?.domain == DomainID(0x7FF0))
+            let reservedInList = #expect(throws: XenGntError.self) {
                 _ = try gntdev.map([ForeignGrant(domain: DomainID(0x7FF2), ref: 8)])
             }
-            #expect(reservedInList?.cause == .reservedDomain(0x7FF2))
+            #expect(reservedInList?.code == .reservedDomain && reservedInList?.domain == DomainID(0x7FF2))
         }
 
         @Test func theMappedRangeOfAnAddressIsFound() throws {
@@ -105,34 +120,36 @@ extension Simulated {
             #expect(range.pageCount == 3)
             #expect(try gntdev.mappedRange(containing: first.baseAddress).pageCount == 2)
             var local = 0
-            let error = expectFailure { _ = try gntdev.mappedRange(containing: &local) }
-            #expect(error?.cause == .notFound)
+            let error = #expect(throws: XenGntError.self) { _ = try gntdev.mappedRange(containing: &local) }
+            #expect(error?.code == .notFound)
+            #expect(error?.call == "IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR")
             #expect(error?.errno == .invalidArgument)
         }
 
         @Test func setMaxGrantsIsGoneAndHarmless() throws {
             let host = try Host()
             #expect(try host.gntdev().setMaxGrants(128) == false)
-            let error = expectFailure { _ = try host.gntdev().setMaxGrants(0) }
+            let error = #expect(throws: XenGntError.self) { _ = try host.gntdev().setMaxGrants(0) }
             #expect(error?.operation == .setMaxGrants)
         }
 
         @Test func openingAMissingDeviceSaysWhatIsMissing() throws {
             let host = try Host { $0.devices = [] }
-            let error = expectFailure { _ = try GrantDevice(on: host.backend.system) }
+            let error = #expect(throws: XenGntError.self) { _ = try GrantDevice(on: host.backend.system) }
             #expect(error?.operation == .openDevice)
             #expect(error?.errno == .noSuchFileOrDirectory)
-            #expect(error?.cause == .deviceMissing(path: "/dev/xen/gntdev"))
+            #expect(error?.code == .deviceMissing && error?.path == "/dev/xen/gntdev" && error?.call == "open")
             #expect(error?.description.contains("CONFIG_XEN_GNTDEV") == true)
-            let allocator = expectFailure { _ = try GrantAllocator(on: host.backend.system) }
-            #expect(allocator?.cause == .deviceMissing(path: "/dev/xen/gntalloc"))
+            let allocator = #expect(throws: XenGntError.self) { _ = try GrantAllocator(on: host.backend.system) }
+            #expect(allocator?.code == .deviceMissing && allocator?.path == "/dev/xen/gntalloc")
+            #expect(allocator?.description.contains("CONFIG_XEN_GRANT_DEV_ALLOC") == true)
         }
 
         @Test func aPermissionErrorOnOpenSaysSo() throws {
             let host = try Host()
             host.xen.injectFault(.permissionDenied, on: .open)
-            let error = expectFailure { _ = try GrantDevice(on: host.backend.system) }
-            #expect(error?.cause == .permissionDenied(path: "/dev/xen/gntdev"))
+            let error = #expect(throws: XenGntError.self) { _ = try GrantDevice(on: host.backend.system) }
+            #expect(error?.code == .permissionDenied && error?.path == "/dev/xen/gntdev")
         }
     }
 
@@ -164,14 +181,15 @@ extension Simulated {
             let host = try Host()
             let gntdev = try host.gntdev()
             let writable = try gntdev.map(host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
-            let outside = expectFailure { try writable.setUnmapNotification(.clearByte(at: 4096)) }
-            #expect(outside?.cause == .outOfRange(offset: 4096, length: 4096))
-            let unbound = expectFailure { try writable.setUnmapNotification(.sendEvent(port: 99)) }
+            let outside = #expect(throws: XenGntError.self) { try writable.setUnmapNotification(.clearByte(at: 4096)) }
+            #expect(outside?.code == .outOfRange && outside?.offset == 4096 && outside?.length == 4096)
+            let unbound = #expect(throws: XenGntError.self) { try writable.setUnmapNotification(.sendEvent(port: 99)) }
             #expect(unbound?.errno == .invalidArgument)
-            #expect(unbound?.cause == .eventChannelNotBound(port: 99))
+            #expect(unbound?.code == .eventChannelNotBound && unbound?.port == 99)
             let readOnly = try gntdev.map(host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id, access: .readOnly)
-            let error = expectFailure { try readOnly.setUnmapNotification(.clearByte(at: 0)) }
-            #expect(error?.cause == .readOnlyMapping)
+            let error = #expect(throws: XenGntError.self) { try readOnly.setUnmapNotification(.clearByte(at: 0)) }
+            #expect(error?.code == .notifyNeedsWritableMapping)
+            #expect(error?.description.contains("clear-byte") == true)
             try readOnly.setUnmapNotification(.none)
         }
 
@@ -189,8 +207,8 @@ extension Simulated {
             #expect(peer.withUnsafeBytes { $0[3] } == 0)
             #expect(host.dom0.notificationCount(port: port) == 1)
             let bad = try allocator.share(pages: 1, with: host.backend.id)
-            let error = expectFailure { try bad.setUnmapNotification(.sendEvent(port: 1234)) }
-            #expect(error?.cause == .eventChannelNotBound(port: 1234))
+            let error = #expect(throws: XenGntError.self) { try bad.setUnmapNotification(.sendEvent(port: 1234)) }
+            #expect(error?.code == .eventChannelNotBound && error?.port == 1234)
         }
     }
 
@@ -236,7 +254,7 @@ extension Simulated {
                     GrantCopySegment(from: .local(local.baseAddress!), to: .grant(ForeignGrant(domain: DomainID(0x7FF1), ref: 8), offset: 0), length: 1),
                 ] {
                     var segments = [segment]
-                    let error = expectFailure { try gntdev.copy(&segments) }
+                    let error = #expect(throws: XenGntError.self) { try gntdev.copy(&segments) }
                     #expect(error?.operation == .grantCopy)
                     #expect(error?.errno == nil)
                 }
@@ -248,32 +266,55 @@ extension Simulated {
             let refs = try host.frontend.grantPages(1, to: host.backend.id)
             var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 0),
                                              to: .local(UnsafeMutableRawPointer(bitPattern: 0x1000)!), length: 4)]
-            let error = expectFailure { try host.gntdev().copy(&segments) }
+            let error = #expect(throws: XenGntError.self) { try host.gntdev().copy(&segments) }
             #expect(error?.errno == .badAddress)
         }
     }
 }
 
-/// A collection whose `count` says less than it holds: XenGnt must neither crash nor write past
-/// the ioctl argument.
-struct UnderstatedRefs: Collection {
+/// A collection whose `count` is not what it yields (a hostile or buggy caller's collection).
+struct MisstatedRefs: Collection {
     let refs: [GrantRef]
+    let claimed: Int
     var startIndex: Int { 0 }
     var endIndex: Int { refs.count }
-    var count: Int { 1 }
+    var count: Int { claimed }
     subscript(position: Int) -> GrantRef { refs[position] }
     func index(after i: Int) -> Int { i + 1 }
 }
 
+/// Like ``MisstatedRefs`` for (domain, ref) pairs.
+struct MisstatedGrants: Collection {
+    let grants: [ForeignGrant]
+    let claimed: Int
+    var startIndex: Int { 0 }
+    var endIndex: Int { grants.count }
+    var count: Int { claimed }
+    subscript(position: Int) -> ForeignGrant { grants[position] }
+    func index(after i: Int) -> Int { i + 1 }
+}
+
 extension Simulated.Mapping {
-    @Test func aCollectionThatUnderstatesItsCountIsReadOnlyUpToTheCount() throws {
+    @Test(arguments: [1, 2, 4, 9])
+    func aCollectionWhoseCountIsNotWhatItYieldsIsRefusedBeforeTheKernel(claimed: Int) throws {
         let host = try Host()
         let refs = try host.frontend.grantPages(3, to: host.backend.id)
         let gntdev = try host.gntdev()
-        let mapping = try gntdev.map(UnderstatedRefs(refs: refs), from: host.frontend.id)
-        #expect(mapping.pageCount == 1)
-        let exported = try gntdev.exportDmaBuf(refs: UnderstatedRefs(refs: refs), from: host.frontend.id)
-        #expect(exported.pageCount == 1)
-        #expect(host.frontend.mapCount(of: refs[2]) == 0)
+        let recorder = SeamRecorder(host.backend.system)
+        let recorded = try GrantDevice(on: recorder.system)
+        let before = recorder.count
+        for error in [
+            #expect(throws: XenGntError.self) { _ = try gntdev.map(MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id) },
+            #expect(throws: XenGntError.self) { _ = try recorded.map(MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id) },
+            #expect(throws: XenGntError.self) {
+                _ = try recorded.map(MisstatedGrants(grants: refs.map { ForeignGrant(domain: host.frontend.id, ref: $0) }, claimed: claimed))
+            },
+            #expect(throws: XenGntError.self) { _ = try recorded.exportDmaBuf(refs: MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id) },
+        ] {
+            #expect(error?.code == .countMismatch && error?.count == claimed && error?.actualCount == 3)
+            #expect(error?.errno == nil)
+        }
+        #expect(recorder.count == before, "nothing reached the kernel")
+        #expect(refs.allSatisfy { host.frontend.mapCount(of: $0) == 0 })
     }
 }

@@ -78,38 +78,63 @@ extension Simulated {
             #expect(status.isOkay == (raw == 0))
         }
 
-        @Test func everyCauseSaysWhatToDo() {
-            let causes: [XenGntError.Cause] = [
-                .emptyRequest, .tooManyPages(count: 3, limit: 2), .reservedDomain(0x7FF0), .unknownAllocationFlags(4),
-                .conflictingAllocationFlags(3), .pageCountMismatch(pages: 2, bufferBytes: 4096), .deviceMissing(path: "/dev/x"),
-                .permissionDenied(path: "/dev/x"), .dmaBufUnsupported, .exportRefusedInPV, .exportRejected(guest: .pvh),
-                .exportRejected(guest: .arm), .exportRejected(guest: nil), .badGrants, .gntallocLimit(limit: 1024),
-                .gntallocLimit(limit: nil), .grantTableFull, .notADmaBuf, .badFileDescriptor, .timedOut, .cancelled, .notFound,
-                .readOnlyMapping, .eventChannelNotBound(port: 3), .outOfRange(offset: 1, length: 0), .notMappable, .outOfMemory,
-                .notImplemented, .invalidArgument("detail."), .kernel,
-            ]
-            for cause in causes {
-                #expect(cause.advice.count > 5)
-                #expect(cause.advice.hasSuffix("."))
+        static let everyCode: [XenGntError.Code] = [
+            .emptyRequest, .tooManyPages, .countMismatch, .reservedDomain, .ownGrants, .unknownAllocationFlags,
+            .conflictingAllocationFlags, .pageCountMismatch, .deviceMissing, .permissionDenied, .dmaBufUnsupported,
+            .exportRefusedInPV, .exportRejected, .badGrants, .gntallocLimit, .udmabufLimit, .grantTableFull, .notADmaBuf,
+            .badFileDescriptor, .timedOut, .cancelled, .notFound, .readOnlyMapping, .notifyNeedsWritableMapping,
+            .eventChannelNotBound, .outOfRange, .notMappable, .outOfMemory, .invalidArgument, .kernel,
+        ]
+
+        @Test(arguments: everyCode)
+        func everyCodeSaysWhatToDoWithAndWithoutItsValues(code: XenGntError.Code) {
+            let bare = XenGntError(code, .probe)
+            let full = XenGntError(code, .exportDmaBuf, call: "IOCTL_X", errno: .invalidArgument, path: "/dev/x", count: 3,
+                                   actualCount: 2, limit: 2, offset: 1, length: 4096, domain: 5, flags: 4, port: 3,
+                                   guestType: .pvh, allocation: .contiguousCoherent, detail: "the detail.")
+            for error in [bare, full] {
+                #expect(error.advice.count > 5)
+                #expect(error.advice.hasSuffix("."), "\(error.advice)")
+                #expect(error.description.hasSuffix(error.advice))
             }
-            #expect(XenGntError.Cause.exportRejected(guest: .arm).advice.contains("GNTMAP_device_map") == false)
+            #expect(code.description != "")
+            #expect(Set(Self.everyCode).count == Self.everyCode.count)
         }
 
-        @Test func descriptionsNameTheOperationTheIoctlAndTheErrno() {
-            let errnos: [Errno] = [.invalidArgument, .noSuchFileOrDirectory, .badFileDescriptor, .timedOut, .noSpace, .noMemory,
-                                   .permissionDenied, .notPermitted, .inappropriateIOCTLForDevice, .interrupted, .badAddress,
-                                   .operationNotSupportedByDevice, .noSuchAddressOrDevice, .tooManyOpenFiles, .tooManyOpenFilesInSystem,
-                                   .resourceBusy, .resourceTemporarilyUnavailable, .canceled, .notSupported, .ioError]
-            for errno in errnos {
-                let text = XenGntError(.exportDmaBuf, errno: errno, cause: .kernel).description
-                #expect(text.hasPrefix("exportDmaBuf (IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS) failed with "))
+        @Test func adviceNamesWhatTheValuesPointTo() {
+            #expect(!XenGntError(.exportRejected, .exportDmaBuf, guestType: .arm).advice.contains("GNTMAP_device_map"))
+            #expect(XenGntError(.exportRejected, .exportDmaBuf, guestType: .pvh).advice.contains("GNTMAP_device_map"))
+            #expect(XenGntError(.outOfMemory, .exportDmaBuf, allocation: .contiguousWriteCombined).advice.contains("cma="))
+            #expect(!XenGntError(.outOfMemory, .share).advice.contains("CMA"))
+            #expect(!XenGntError(.outOfMemory, .exportDmaBuf, allocation: .balloon).advice.contains("cma"))
+            for (path, option) in [("/dev/xen/gntdev", "CONFIG_XEN_GNTDEV"), ("/dev/xen/gntalloc", "CONFIG_XEN_GRANT_DEV_ALLOC"),
+                                   ("/dev/udmabuf", "CONFIG_UDMABUF"), ("/dev/dma_heap/system", "CONFIG_DMABUF_HEAPS_SYSTEM")] {
+                let advice = XenGntError(.deviceMissing, .openDevice, path: path).advice
+                #expect(advice.contains(option) && advice.contains(path))
+                #expect(advice.contains("Xen") == path.hasPrefix("/dev/xen"), "\(advice)")
             }
-            #expect(XenGntError(.waitReleased, errno: .ioError, cause: .kernel).description.contains("errno 5"))
-            #expect(XenGntError(.probe, cause: .emptyRequest).description == "probe refused before calling the kernel: the request names no pages; pass at least one grant reference or page.")
-            for operation in XenGntError.Operation.allCases {
-                _ = operation.request
+            #expect(XenGntError(.gntallocLimit, .share, count: 2025, limit: 1024).advice.contains("/sys/module/xen_gntalloc/parameters/limit"))
+            #expect(XenGntError(.udmabufLimit, .createDmaBuf, limit: 64, length: 1 << 27).advice.contains("size_limit_mb"))
+            #expect(XenGntError(.readOnlyMapping, .writeMapping).advice.contains("read-only"))
+            #expect(!XenGntError(.readOnlyMapping, .writeMapping).advice.contains("notification"))
+        }
+
+        @Test func descriptionsNameTheOperationTheFailingCallAndTheErrnoByName() {
+            #expect(XenGntError(.kernel, .exportDmaBuf, call: "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS", errno: .invalidArgument).description
+                    == "exportDmaBuf: IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS failed with EINVAL: the kernel gave no further explanation.")
+            #expect(XenGntError(.notADmaBuf, .importDmaBuf, call: "lseek", errno: .illegalSeek).description.hasPrefix("importDmaBuf: lseek failed with ESPIPE: "))
+            #expect(XenGntError(.emptyRequest, .probe).description == "probe: refused before calling the kernel: the request names no pages; pass at least one grant reference or page.")
+            #expect(XenGntError(.cancelled, .waitReleased).description.hasPrefix("waitReleased: refused before calling the kernel"))
+            // Every errno Linux defines has its symbolic name; others their number.
+            for number in Int32(1)...133 where ![41, 58].contains(number) {
+                #expect(Errno(rawValue: number).symbolicName.hasPrefix("E"), "errno \(number)")
             }
-            #expect(XenGntError.Operation.allCases.compactMap(\.request).count == XenGntError.Operation.allCases.count - 2)
+            #expect(Errno.illegalSeek.symbolicName == "ESPIPE")
+            #expect(Errno.canceled.symbolicName == "ECANCELED")
+            #expect(Errno(rawValue: 41).symbolicName == "errno 41")
+            #expect(Errno(rawValue: 9999).symbolicName == "errno 9999")
+            #expect(XenGntError.Operation.exportDmaBuf == XenGntError.Operation.exportDmaBuf)
+            #expect(XenGntError.Operation.exportDmaBuf.description == "exportDmaBuf")
         }
     }
 }

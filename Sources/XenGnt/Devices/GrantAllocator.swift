@@ -25,29 +25,27 @@ public final class GrantAllocator: Sendable {
         self.handle = try DeviceHandle(path: Paths.gntalloc, calls: system.calls)
     }
 
-    /// gntalloc's global page limit (all processes together), when readable.
+    /// gntalloc's global page limit (all processes of this domain together), read now, when
+    /// readable. XenGnt reads it only to explain a refused ``share(pages:with:access:)``.
     public var globalLimit: Int? { handle.readInteger(Paths.gntallocLimit) }
 
     /// Allocates `pages` zeroed pages, grants `domain` access to them, and maps them here.
     ///
     /// - Parameters:
-    ///   - pages: how many pages.
+    ///   - pages: how many pages (at most ``GrantDevice/maximumPageCount``).
     ///   - domain: the domain to grant access to (the kernel does not check it exists).
     ///   - access: what `domain` may do; this process can always write.
-    /// - Throws: ``XenGntError/Cause/gntallocLimit(limit:)`` when gntalloc's global limit would
-    ///   be exceeded.
+    /// - Throws: ``XenGntError/Code/gntallocLimit`` when gntalloc's global limit would be
+    ///   exceeded (the limit is read then, to name it).
     ///
     /// The corresponding ioctl is `IOCTL_GNTALLOC_ALLOC_GREF`, followed by `mmap`.
     public func share(pages: Int, with domain: DomainID, access: Access = .readWrite) throws(XenGntError) -> SharedPages {
-        try domain.validate(for: .shareGrants)
-        guard pages > 0 else { throw XenGntError(.shareGrants, cause: .emptyRequest) }
-        let limit = globalLimit
-        if let limit, pages > limit {
-            throw XenGntError(.shareGrants, cause: .gntallocLimit(limit: limit))
+        try domain.validate(for: .share)
+        guard pages > 0 else { throw XenGntError(.emptyRequest, .share, count: pages) }
+        guard pages <= GrantDevice.maximumPageCount else {
+            throw XenGntError(.tooManyPages, .share, count: pages, limit: GrantDevice.maximumPageCount)
         }
-        guard pages <= Int(UInt32.max) / xenPageSize else {
-            throw XenGntError(.shareGrants, cause: .invalidArgument("\(pages) pages cannot be addressed in one share."))
-        }
+        handle.retryParked()
         let size = cxg_alloc_gref_size(UInt32(pages))
         let (index, refs): (UInt64, [GrantRef]) = try handle.withArgument(bytes: size) { raw throws(XenGntError) in
             let argument = raw.assumingMemoryBound(to: ioctl_gntalloc_alloc_gref.self)
@@ -57,12 +55,14 @@ public final class GrantAllocator: Sendable {
             do throws(Errno) {
                 _ = try handle.ioctl(Request.allocGref, raw)
             } catch {
-                let cause: XenGntError.Cause = switch error {
-                case .noSpace: .gntallocLimit(limit: limit)
-                case .noMemory: .outOfMemory
-                default: .kernel
+                switch error {
+                case .noSpace:
+                    throw XenGntError(.gntallocLimit, .share, call: Call.allocGref, errno: error, count: pages, limit: globalLimit)
+                case .noMemory:
+                    throw XenGntError(.outOfMemory, .share, call: Call.allocGref, errno: error, count: pages)
+                default:
+                    throw XenGntError(.kernel, .share, call: Call.allocGref, errno: error, count: pages)
                 }
-                throw XenGntError(.shareGrants, errno: error, cause: cause)
             }
             let ids = UnsafeRawPointer(cxg_alloc_gref_ids(argument)!).assumingMemoryBound(to: GrantRef.self)
             return (argument.pointee.index, Array(UnsafeBufferPointer(start: ids, count: pages)))
@@ -73,9 +73,8 @@ public final class GrantAllocator: Sendable {
                 try handle.calls.mmap(length: pages * xenPageSize, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: handle.fd, offset: Int64(index))
             }
         } catch {
-            var dealloc = ioctl_gntalloc_dealloc_gref(index: index, count: UInt32(pages))
-            _ = try? handle.ioctl(Request.deallocGref, &dealloc)
-            throw XenGntError(.mapMemory, errno: error, cause: error == .noMemory ? .outOfMemory : .kernel)
+            _ = handle.attempt(.release(request: Request.deallocGref, index: index, count: UInt32(pages)))
+            throw XenGntError(error == .noMemory ? .outOfMemory : .kernel, .share, call: Call.mmap, errno: error, count: pages)
         }
         return SharedPages(handle: handle, index: index, refs: refs, domain: domain, access: access, address: address)
     }

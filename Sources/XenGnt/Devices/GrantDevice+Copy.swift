@@ -102,6 +102,10 @@ extension GrantDevice {
     /// The corresponding ioctl is `IOCTL_GNTDEV_GRANT_COPY`.
     public func copy(_ segments: inout [GrantCopySegment]) throws(XenGntError) {
         if segments.isEmpty { return }
+        guard segments.count <= GrantDevice.maximumPageCount else {
+            throw XenGntError(.tooManyPages, .grantCopy, count: segments.count, limit: GrantDevice.maximumPageCount)
+        }
+        handle.retryParked()
         let segmentSize = MemoryLayout<ioctl_gntdev_grant_copy_segment>.stride
         let header = MemoryLayout<ioctl_gntdev_grant_copy>.stride
         for segment in segments { try Self.validate(segment) }
@@ -137,12 +141,15 @@ extension GrantDevice {
             do throws(Errno) {
                 _ = try handle.ioctl(Request.grantCopy, raw)
             } catch {
-                let cause: XenGntError.Cause = switch error {
-                case .badAddress: .invalidArgument("a local buffer of a segment is not memory this process may access.")
-                case .noMemory: .outOfMemory
-                default: .kernel
+                switch error {
+                case .badAddress:
+                    throw XenGntError(.invalidArgument, .grantCopy, call: Call.grantCopy, errno: error,
+                                      detail: "a local buffer of a segment is not memory this process may access.")
+                case .noMemory:
+                    throw XenGntError(.outOfMemory, .grantCopy, call: Call.grantCopy, errno: error)
+                default:
+                    throw XenGntError(.kernel, .grantCopy, call: Call.grantCopy, errno: error)
                 }
-                throw XenGntError(.grantCopy, errno: error, cause: cause)
             }
             for i in 0..<count {
                 segments[i].status = GrantStatus(rawValue: table[i].status)
@@ -152,12 +159,12 @@ extension GrantDevice {
 
     private static func validate(_ segment: GrantCopySegment) throws(XenGntError) {
         guard segment.length >= 0, segment.length <= xenPageSize else {
-            throw XenGntError(.grantCopy, cause: .invalidArgument("a grant copy segment is 0 to 4096 bytes long; this one is \(segment.length)."))
+            throw XenGntError.invalid(.grantCopy, "a grant copy segment is 0 to 4096 bytes long; this one is \(segment.length).")
         }
         let sourceIsGrant = try validate(segment.source, length: segment.length)
         let destinationIsGrant = try validate(segment.destination, length: segment.length)
         guard sourceIsGrant || destinationIsGrant else {
-            throw XenGntError(.grantCopy, cause: .invalidArgument("a grant copy segment needs a grant on at least one side; the kernel does not copy local to local."))
+            throw XenGntError.invalid(.grantCopy, "a grant copy segment needs a grant on at least one side; the kernel does not copy local to local.")
         }
     }
 
@@ -165,8 +172,10 @@ extension GrantDevice {
     private static func validate(_ endpoint: GrantCopySegment.Endpoint, length: Int) throws(XenGntError) -> Bool {
         guard case .grant(let grant, let offset) = endpoint else { return false }
         try grant.domain.validate(for: .grantCopy)
-        guard offset >= 0, offset + length <= xenPageSize else {
-            throw XenGntError(.grantCopy, cause: .invalidArgument("a grant side of a copy cannot cross its page: offset \(offset) + length \(length) is over 4096."))
+        // Written so that no value of offset can overflow (length is 0...4096 here).
+        guard offset >= 0, offset <= xenPageSize - length else {
+            throw XenGntError(.outOfRange, .grantCopy, offset: offset, length: xenPageSize,
+                              detail: "a grant side of a copy cannot cross its page: offset \(offset) + length \(length) is over 4096.")
         }
         return true
     }

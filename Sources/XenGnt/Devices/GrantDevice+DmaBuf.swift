@@ -12,10 +12,10 @@ extension GrantDevice {
     /// Export or map a buffer once and keep it for the buffer's life: the kernel maps every page
     /// through Xen, which costs tens of milliseconds for a 1080p frame.
     ///
-    /// The kernel refuses export in x86 PV domains (``XenGntError/Cause/exportRefusedInPV``);
+    /// The kernel refuses export in x86 PV domains (``XenGntError/Code/exportRefusedInPV``);
     /// use ``importDmaBuf(_:to:pageCount:)`` there instead. A rejected export in an x86 PVH/HVM
-    /// domain is reported as ``XenGntError/Cause/exportRejected(guest:)``: a bad reference, or a
-    /// kernel that maps exports with `GNTMAP_device_map`.
+    /// domain is reported as ``XenGntError/Code/exportRejected``: a bad reference, or a kernel
+    /// that maps exports with `GNTMAP_device_map`.
     ///
     /// - Parameters:
     ///   - refs: one grant reference per page, in buffer order; all from `domain`.
@@ -31,20 +31,26 @@ extension GrantDevice {
         allocation: DmaBufAllocation = .balloon
     ) throws(XenGntError) -> ExportedDmaBuf {
         try domain.validate(for: .exportDmaBuf)
-        return try exportDmaBuf(count: refs.count, domain: domain, flags: allocation.flags) { buffer in
-            // One copy, straight into the ioctl argument; never past it, whatever the collection
-            // claims its count is.
-            if let copied = refs.withContiguousStorageIfAvailable({ source in
-                let count = min(source.count, buffer.count)
-                if count > 0 { buffer.baseAddress!.initialize(from: source.baseAddress!, count: count) }
+        try refuseOwnGrants(domain, for: .exportDmaBuf)
+        let count = refs.count
+        return try exportDmaBuf(count: count, domain: domain, allocation: allocation) { buffer throws(XenGntError) in
+            // One copy, straight into the ioctl argument; never past it, and never fewer or more
+            // than the collection claims.
+            if let copied = refs.withContiguousStorageIfAvailable({ source -> Int in
+                let n = min(source.count, buffer.count)
+                if n > 0 { buffer.baseAddress!.initialize(from: source.baseAddress!, count: n) }
+                return source.count
             }) {
-                return copied
+                if copied != count { throw XenGntError(.countMismatch, .exportDmaBuf, count: count, actualCount: copied) }
+                return
             }
             var i = 0
-            for ref in refs where i < buffer.count {
+            var iterator = refs.makeIterator()
+            while i < buffer.count, let ref = iterator.next() {
                 buffer[i] = ref
                 i += 1
             }
+            try checkYield(claimed: count, filled: i, rest: &iterator, for: .exportDmaBuf)
         }
     }
 
@@ -52,106 +58,149 @@ extension GrantDevice {
     func exportDmaBuf(
         count: Int,
         domain: DomainID,
-        flags: UInt32,
-        fill: (UnsafeMutableBufferPointer<GrantRef>) -> Void
+        allocation: DmaBufAllocation,
+        fill: (UnsafeMutableBufferPointer<GrantRef>) throws(XenGntError) -> Void
     ) throws(XenGntError) -> ExportedDmaBuf {
         try validate(count: count, for: .exportDmaBuf)
+        handle.retryParked()
         handle.sweepLingering()
         let size = cxg_exp_from_refs_size(UInt32(count))
         let fd: Int32 = try handle.withArgument(bytes: size) { raw throws(XenGntError) in
             let argument = raw.assumingMemoryBound(to: ioctl_gntdev_dmabuf_exp_from_refs.self)
-            argument.pointee.flags = flags
+            argument.pointee.flags = allocation.flags
             argument.pointee.count = UInt32(count)
             argument.pointee.domid = UInt32(domain.rawValue)
             let refs = UnsafeMutableRawPointer(cxg_exp_from_refs_refs(argument)!)
-            fill(UnsafeMutableBufferPointer(start: refs.bindMemory(to: GrantRef.self, capacity: count), count: count))
+            try fill(UnsafeMutableBufferPointer(start: refs.bindMemory(to: GrantRef.self, capacity: count), count: count))
             do throws(Errno) {
                 _ = try handle.ioctl(Request.expFromRefs, raw)
             } catch {
-                throw XenGntError(.exportDmaBuf, errno: error, cause: exportCause(error))
+                throw exportError(error, count: count, domain: domain, allocation: allocation)
             }
             return Int32(bitPattern: argument.pointee.fd)
         }
         return ExportedDmaBuf(handle: handle, fd: fd, pageCount: count, domain: domain)
     }
 
-    func exportCause(_ errno: Errno) -> XenGntError.Cause {
+    func exportError(_ errno: Errno, count: Int, domain: DomainID, allocation: DmaBufAllocation) -> XenGntError {
+        var limit: Int?
+        let code: XenGntError.Code
         switch errno {
-        case .inappropriateIOCTLForDevice: .dmaBufUnsupported
-        case .invalidArgument: guestType == .pv ? .exportRefusedInPV : .exportRejected(guest: guestType)
-        case .noMemory: .outOfMemory
-        default: .kernel
+        case .inappropriateIOCTLForDevice:
+            code = .dmaBufUnsupported
+        case .invalidArgument where guestType == .pv:
+            code = .exportRefusedInPV
+        case .invalidArgument:
+            (code, limit) = limitOr(.exportRejected, count: count)
+        case .noMemory:
+            code = .outOfMemory
+        default:
+            code = .kernel
         }
+        return XenGntError(code, .exportDmaBuf, call: Call.expFromRefs, errno: errno, count: count, limit: limit,
+                           domain: domain, guestType: guestType, allocation: allocation)
     }
 
     /// Grants `domain` access to the pages of a local dma-buf (from udmabuf, a DMA heap, a DRM
     /// dumb buffer) and returns the grant references to send it. This is the zero-copy path that
     /// works in every guest type, PV Dom0 included.
     ///
-    /// XenGnt keeps its own duplicate of the descriptor until the import is released: the
-    /// kernel names imports by descriptor number, so the number must stay reserved. `buffer`
-    /// stays yours. Access is always writable (the kernel grants no read-only imports).
+    /// The import takes the buffer and hands it back from ``DmaBufImport/release()``: the
+    /// kernel names an import by its descriptor number, so the number must stay this buffer's
+    /// until the import is released. That costs no system call beyond the import itself. If
+    /// the import fails, the buffer is closed; to keep it, import a ``DmaBuf/duplicate()``, or
+    /// use ``importDmaBuf(fileDescriptor:to:pageCount:)``. Access is always writable (the kernel
+    /// grants no read-only imports).
     ///
     /// - Parameters:
     ///   - buffer: the dma-buf to share.
     ///   - domain: the domain to grant access to. The kernel does not check that it exists.
-    ///   - pageCount: the page count the peer expects; checked against the buffer's size before
-    ///     the kernel sees it. `nil` takes the buffer's size.
+    ///   - pageCount: the page count the peer expects; `nil` takes the buffer's size (known for
+    ///     buffers XenGnt allocated, else read with `lseek`). A count the kernel refuses is
+    ///     explained by reading the buffer's size then.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_IMP_TO_REFS`.
-    public func importDmaBuf(_ buffer: borrowing DmaBuf, to domain: DomainID, pageCount: Int? = nil) throws(XenGntError) -> DmaBufImport {
-        try importDmaBuf(fileDescriptor: buffer.fileDescriptor, to: domain, pageCount: pageCount)
+    public func importDmaBuf(_ buffer: consuming DmaBuf, to domain: DomainID, pageCount: Int? = nil) throws(XenGntError) -> DmaBufImport {
+        try domain.validate(for: .importDmaBuf)
+        let pages: Int
+        if let pageCount {
+            pages = pageCount
+        } else {
+            let bytes: Int
+            if let known = buffer.knownSize { bytes = known } else { bytes = try DmaBuf.size(of: buffer.fd, calls: handle.calls, operation: .importDmaBuf) }
+            guard bytes % xenPageSize == 0 else {
+                throw XenGntError(.pageCountMismatch, .importDmaBuf, count: bytes / xenPageSize, length: bytes)
+            }
+            pages = bytes / xenPageSize
+        }
+        try validate(count: pages, for: .importDmaBuf)
+        let refs = try importToRefs(buffer.fd, pages: pages, domain: domain)
+        return DmaBufImport(handle: handle, buffer: buffer, refs: refs, domain: domain)
     }
 
     /// Grants `domain` access to the pages of the dma-buf behind `fileDescriptor`, which stays
-    /// the caller's (XenGnt imports a duplicate of it).
+    /// the caller's.
+    ///
+    /// XenGnt imports its own duplicate of the descriptor (a `dup`, and a `close` at release):
+    /// the kernel names the import by descriptor number, and the caller may close its own. To
+    /// avoid those two system calls, hand a ``DmaBuf`` to ``importDmaBuf(_:to:pageCount:)``.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_IMP_TO_REFS`.
     public func importDmaBuf(fileDescriptor: FileDescriptor, to domain: DomainID, pageCount: Int? = nil) throws(XenGntError) -> DmaBufImport {
         try domain.validate(for: .importDmaBuf)
-        let bytes = try DmaBuf.size(of: fileDescriptor.rawValue, calls: handle.calls, operation: .importDmaBuf)
-        let pages = bytes / xenPageSize
-        if bytes % xenPageSize != 0 || (pageCount != nil && pageCount != pages) {
-            throw XenGntError(.importDmaBuf, cause: .pageCountMismatch(pages: pageCount ?? pages, bufferBytes: bytes))
-        }
-        try validate(count: pages, for: .importDmaBuf)
-        let number: Int32
+        let duplicate: DmaBuf
         do throws(Errno) {
-            number = try handle.calls.dup(fileDescriptor.rawValue)
+            duplicate = DmaBuf(fd: try handle.calls.dup(fileDescriptor.rawValue), calls: handle.calls)
         } catch {
-            throw XenGntError(.duplicate, errno: error, cause: error == .badFileDescriptor ? .badFileDescriptor : .kernel)
+            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .importDmaBuf, call: Call.dup, errno: error)
         }
+        return try importDmaBuf(duplicate, to: domain, pageCount: pageCount)
+    }
+
+    /// Issues `IOCTL_GNTDEV_DMABUF_IMP_TO_REFS` for the buffer behind `fd`.
+    private func importToRefs(_ fd: Int32, pages: Int, domain: DomainID) throws(XenGntError) -> [GrantRef] {
+        handle.retryParked()
         let size = cxg_imp_to_refs_size(UInt32(pages))
-        do throws(XenGntError) {
-            let refs: [GrantRef] = try handle.withArgument(bytes: size) { raw throws(XenGntError) in
-                let argument = raw.assumingMemoryBound(to: ioctl_gntdev_dmabuf_imp_to_refs.self)
-                argument.pointee.fd = UInt32(bitPattern: number)
-                argument.pointee.count = UInt32(pages)
-                argument.pointee.domid = UInt32(domain.rawValue)
-                argument.pointee.reserved = 0
-                do throws(Errno) {
-                    _ = try handle.ioctl(Request.impToRefs, raw)
-                } catch {
-                    throw XenGntError(.importDmaBuf, errno: error, cause: importCause(error))
-                }
-                let out = UnsafeRawPointer(cxg_imp_to_refs_refs(argument)!).assumingMemoryBound(to: GrantRef.self)
-                return Array(UnsafeBufferPointer(start: out, count: pages))
+        return try handle.withArgument(bytes: size) { raw throws(XenGntError) in
+            let argument = raw.assumingMemoryBound(to: ioctl_gntdev_dmabuf_imp_to_refs.self)
+            argument.pointee.fd = UInt32(bitPattern: fd)
+            argument.pointee.count = UInt32(pages)
+            argument.pointee.domid = UInt32(domain.rawValue)
+            argument.pointee.reserved = 0
+            do throws(Errno) {
+                _ = try handle.ioctl(Request.impToRefs, raw)
+            } catch {
+                throw importError(error, fd: fd, pages: pages, domain: domain)
             }
-            return DmaBufImport(handle: handle, fd: number, refs: refs, domain: domain)
-        } catch {
-            try? handle.calls.close(number)
-            throw error
+            let out = UnsafeRawPointer(cxg_imp_to_refs_refs(argument)!).assumingMemoryBound(to: GrantRef.self)
+            return Array(UnsafeBufferPointer(start: out, count: pages))
         }
     }
 
-    func importCause(_ errno: Errno) -> XenGntError.Cause {
+    /// Explains a refused import. `EINVAL` has three causes, told apart only now: a count over
+    /// the per-call limit, a count that does not match the buffer, or not a dma-buf at all.
+    private func importError(_ errno: Errno, fd: Int32, pages: Int, domain: DomainID) -> XenGntError {
         switch errno {
-        case .inappropriateIOCTLForDevice: .dmaBufUnsupported
-        case .invalidArgument: .notADmaBuf
-        case .badFileDescriptor: .badFileDescriptor
-        case .noSpace: .grantTableFull
-        case .noMemory: .outOfMemory
-        default: .kernel
+        case .inappropriateIOCTLForDevice:
+            return XenGntError(.dmaBufUnsupported, .importDmaBuf, call: Call.impToRefs, errno: errno)
+        case .badFileDescriptor:
+            return XenGntError(.badFileDescriptor, .importDmaBuf, call: Call.impToRefs, errno: errno)
+        case .noSpace:
+            return XenGntError(.grantTableFull, .importDmaBuf, call: Call.impToRefs, errno: errno, count: pages)
+        case .noMemory:
+            return XenGntError(.outOfMemory, .importDmaBuf, call: Call.impToRefs, errno: errno, count: pages)
+        case .invalidArgument:
+            let (code, limit) = limitOr(.notADmaBuf, count: pages)
+            if code == .tooManyPages {
+                return XenGntError(code, .importDmaBuf, call: Call.impToRefs, errno: errno, count: pages, limit: limit)
+            }
+            if let bytes = try? retryingOnInterrupt({ () throws(Errno) in try handle.calls.lseek(fd, offset: 0, whence: SEEK_END) }),
+               bytes != Int64(pages) * Int64(xenPageSize) {
+                return XenGntError(.pageCountMismatch, .importDmaBuf, call: Call.impToRefs, errno: errno, count: pages, length: Int(bytes))
+            }
+            return XenGntError(.notADmaBuf, .importDmaBuf, call: Call.impToRefs, errno: errno)
+        default:
+            return XenGntError(.kernel, .importDmaBuf, call: Call.impToRefs, errno: errno, domain: domain)
         }
     }
 }

@@ -10,8 +10,12 @@ extension GrantDevice {
     ///
     /// The kernel accepts the request without asking Xen; Xen checks the grants when the pages
     /// are mapped into memory, so a bad reference surfaces as an `mmap` failure
-    /// (``XenGntError/Operation/mapMemory``, ``XenGntError/Cause/badGrants``), after which the
-    /// grant request is withdrawn again.
+    /// (``XenGntError/Code/badGrants`` with ``XenGntError/call`` `mmap`), after which the grant
+    /// request is withdrawn again.
+    ///
+    /// In an x86 PVH/HVM domain whose id XenGnt knows (``XenSystem/domainID``), mapping the
+    /// domain's own grants is refused (``XenGntError/Code/ownGrants``): the kernel would show
+    /// the wrong page and crash later.
     ///
     /// - Parameters:
     ///   - refs: the grant references, one per page, in the order they should appear in memory.
@@ -27,14 +31,18 @@ extension GrantDevice {
         access: Access = .readWrite
     ) throws(XenGntError) -> GrantMapping {
         try domain.validate(for: .mapGrants)
+        try refuseOwnGrants(domain, for: .mapGrants)
         let id = UInt32(domain.rawValue)
-        return try mapGrants(count: refs.count, access: access) { pairs throws(XenGntError) in
+        let count = refs.count
+        return try mapGrants(count: count, access: access) { pairs throws(XenGntError) in
             var i = 0
-            for ref in refs where i < pairs.count {
+            var iterator = refs.makeIterator()
+            while i < pairs.count, let ref = iterator.next() {
                 pairs[i] = id
                 pairs[i + 1] = ref.rawValue
                 i += 2
             }
+            try checkYield(claimed: count, filled: i / 2, rest: &iterator, for: .mapGrants)
         }
     }
 
@@ -47,14 +55,18 @@ extension GrantDevice {
         _ grants: some Collection<ForeignGrant>,
         access: Access = .readWrite
     ) throws(XenGntError) -> GrantMapping {
-        try mapGrants(count: grants.count, access: access) { pairs throws(XenGntError) in
+        let count = grants.count
+        return try mapGrants(count: count, access: access) { pairs throws(XenGntError) in
             var i = 0
-            for grant in grants where i < pairs.count {
+            var iterator = grants.makeIterator()
+            while i < pairs.count, let grant = iterator.next() {
                 try grant.domain.validate(for: .mapGrants)
+                try refuseOwnGrants(grant.domain, for: .mapGrants)
                 pairs[i] = UInt32(grant.domain.rawValue)
                 pairs[i + 1] = grant.ref.rawValue
                 i += 2
             }
+            try checkYield(claimed: count, filled: i / 2, rest: &iterator, for: .mapGrants)
         }
     }
 
@@ -67,6 +79,7 @@ extension GrantDevice {
         fill: (UnsafeMutableBufferPointer<UInt32>) throws(XenGntError) -> Void
     ) throws(XenGntError) -> GrantMapping {
         try validate(count: count, for: .mapGrants)
+        handle.retryParked()
         let size = cxg_map_grant_ref_size(UInt32(count))
         let index: UInt64 = try handle.withArgument(bytes: size) { raw throws(XenGntError) in
             let argument = raw.assumingMemoryBound(to: ioctl_gntdev_map_grant_ref.self)
@@ -76,28 +89,50 @@ extension GrantDevice {
             do throws(Errno) {
                 _ = try handle.ioctl(Request.mapGrantRef, raw)
             } catch {
-                throw XenGntError(.mapGrants, errno: error, cause: error == .noMemory ? .outOfMemory : .kernel)
+                let (code, limit): (XenGntError.Code, Int?) = switch error {
+                case .invalidArgument: limitOr(.kernel, count: count)
+                case .noMemory: (.outOfMemory, nil)
+                default: (.kernel, nil)
+                }
+                throw XenGntError(code, .mapGrants, call: Call.mapGrantRef, errno: error, count: count, limit: limit)
             }
             return argument.pointee.index
         }
         let length = count * xenPageSize
         let protection = access == .readWrite ? PROT_READ | PROT_WRITE : PROT_READ
         let address: UnsafeMutableRawPointer
-        do {
+        do throws(Errno) {
             address = try retryingOnInterrupt { () throws(Errno) in
                 try handle.calls.mmap(length: length, protection: protection, flags: MAP_SHARED, fd: handle.fd, offset: Int64(index))
             }
         } catch {
-            // Withdraw the grant request so nothing is left behind.
-            var unmap = ioctl_gntdev_unmap_grant_ref(index: index, count: UInt32(count), pad: 0)
-            _ = try? handle.ioctl(Request.unmapGrantRef, &unmap)
-            let cause: XenGntError.Cause = switch error {
+            // Withdraw the grant request so nothing is left behind (parked if refused).
+            _ = handle.attempt(.release(request: Request.unmapGrantRef, index: index, count: UInt32(count)))
+            let code: XenGntError.Code = switch error {
             case .invalidArgument: .badGrants
             case .noMemory: .outOfMemory
             default: .kernel
             }
-            throw XenGntError(.mapMemory, errno: error, cause: cause)
+            throw XenGntError(code, .mapGrants, call: Call.mmap, errno: error, count: count)
         }
         return GrantMapping(handle: handle, index: index, pageCount: count, address: address, access: access)
     }
+}
+
+/// Fails when a collection yielded fewer elements than its `count` claimed (`filled`), or has
+/// more left in `rest`: the argument would otherwise carry zeroed slots, or be cut short.
+@usableFromInline
+func checkYield<Iterator: IteratorProtocol>(
+    claimed: Int,
+    filled: Int,
+    rest: inout Iterator,
+    for operation: XenGntError.Operation
+) throws(XenGntError) {
+    var actual = filled
+    if filled == claimed {
+        guard rest.next() != nil else { return }
+        actual += 1
+        while rest.next() != nil { actual += 1 }
+    }
+    throw XenGntError(.countMismatch, operation, count: claimed, actualCount: actual)
 }

@@ -23,30 +23,54 @@ public final class GrantDevice: Sendable {
     /// it could not be read (no `/sys/hypervisor`). Used to explain errors.
     public let guestType: GuestType?
 
-    /// The most pages one request may name: gntdev's `limit` module parameter when readable,
-    /// else the kernel's default, 65536.
-    public let perCallLimit: Int
+    /// The most pages one request can name whatever the kernel's limit: 2^24 pages (64 GiB).
+    /// No Xen grant table holds that many entries (Xen's default maximum is 32768), so a larger
+    /// count is refused before any allocation or system call.
+    public static let maximumPageCount = 1 << 24
 
     /// Opens `/dev/xen/gntdev`.
     ///
-    /// - Throws: ``XenGntError`` with ``XenGntError/Cause/deviceMissing(path:)`` when the device
-    ///   does not exist (not a Xen domain, or no gntdev driver), or
-    ///   ``XenGntError/Cause/permissionDenied(path:)``.
+    /// - Throws: ``XenGntError`` with ``XenGntError/Code/deviceMissing`` when the device does
+    ///   not exist (not a Xen domain, or no gntdev driver), or
+    ///   ``XenGntError/Code/permissionDenied``.
     ///
     /// The corresponding C function is `open`.
     public init(on system: XenSystem = .kernel) throws(XenGntError) {
         self.system = system
         self.handle = try DeviceHandle(path: Paths.gntdev, calls: system.calls)
         self.guestType = GuestType.detect(system.calls)
-        self.perCallLimit = handle.readInteger(Paths.gntdevLimit) ?? defaultGntdevLimit
     }
 
-    /// Checks a page count against the per-call limit, before the kernel answers a bare `EINVAL`.
+    /// The most pages one request may name: gntdev's `limit` module parameter, read now (it can
+    /// change at run time), or the kernel's default, 65536, when it cannot be read.
+    ///
+    /// XenGnt does not read it before a request (that would cost a system call each time); it
+    /// reads it to explain a request the kernel refused.
+    public var perCallLimit: Int {
+        handle.readInteger(Paths.gntdevLimit) ?? defaultGntdevLimit
+    }
+
+    /// Refuses a page count no request can carry, before anything is allocated or sent.
     @usableFromInline
     func validate(count: Int, for operation: XenGntError.Operation) throws(XenGntError) {
-        if count <= 0 { throw XenGntError(operation, cause: .emptyRequest) }
-        if count > perCallLimit {
-            throw XenGntError(operation, cause: .tooManyPages(count: count, limit: perCallLimit))
+        if count <= 0 { throw XenGntError(.emptyRequest, operation, count: count) }
+        if count > Self.maximumPageCount {
+            throw XenGntError(.tooManyPages, operation, count: count, limit: Self.maximumPageCount)
+        }
+    }
+
+    /// Explains an `EINVAL` about a page count: over the per-call limit (read now), or `other`.
+    func limitOr(_ other: XenGntError.Code, count: Int) -> (XenGntError.Code, limit: Int?) {
+        let limit = perCallLimit
+        return count > limit ? (.tooManyPages, limit) : (other, nil)
+    }
+
+    /// Refuses a request naming this domain's own grants where mapping them corrupts the
+    /// domain (x86 PVH/HVM); a no-op when this domain's id is unknown.
+    @usableFromInline
+    func refuseOwnGrants(_ domain: DomainID, for operation: XenGntError.Operation) throws(XenGntError) {
+        if domain == system.domainID, guestType == .pvh || guestType == .hvm {
+            throw XenGntError(.ownGrants, operation, domain: domain, guestType: guestType)
         }
     }
 
@@ -60,8 +84,9 @@ public final class GrantDevice: Sendable {
     /// The corresponding ioctl is `IOCTL_GNTDEV_SET_MAX_GRANTS`.
     @discardableResult
     public func setMaxGrants(_ count: Int) throws(XenGntError) -> Bool {
+        handle.retryParked()
         guard count > 0, count <= Int(UInt32.max) else {
-            throw XenGntError(.setMaxGrants, cause: .invalidArgument("the grant count must be between 1 and \(UInt32.max)."))
+            throw .invalid(.setMaxGrants, "the grant count must be between 1 and \(UInt32.max); it is \(count).")
         }
         var argument = ioctl_gntdev_set_max_grants(count: UInt32(count))
         do throws(Errno) {
@@ -70,26 +95,25 @@ public final class GrantDevice: Sendable {
         } catch .inappropriateIOCTLForDevice {
             return false
         } catch {
-            throw XenGntError(.setMaxGrants, errno: error, cause: .kernel)
+            throw XenGntError(.kernel, .setMaxGrants, call: Call.setMaxGrants, errno: error)
         }
     }
 
     /// Finds the gntdev mapping that contains `address`: its offset in the device file and its
     /// page count.
     ///
-    /// - Throws: ``XenGntError/Cause/notFound`` when `address` is not inside a mapping made
+    /// - Throws: ``XenGntError/Code/notFound`` when `address` is not inside a mapping made
     ///   through this device file.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR`.
     public func mappedRange(containing address: UnsafeRawPointer) throws(XenGntError) -> (offset: UInt64, pageCount: Int) {
+        handle.retryParked()
         var argument = ioctl_gntdev_get_offset_for_vaddr()
         argument.vaddr = UInt64(UInt(bitPattern: address))
         do throws(Errno) {
             _ = try handle.ioctl(Request.getOffsetForVaddr, &argument)
-        } catch .invalidArgument {
-            throw XenGntError(.offsetForAddress, errno: .invalidArgument, cause: .notFound)
         } catch {
-            throw XenGntError(.offsetForAddress, errno: error, cause: .kernel)
+            throw XenGntError(error == .invalidArgument ? .notFound : .kernel, .offsetForAddress, call: Call.getOffsetForVaddr, errno: error)
         }
         return (argument.offset, Int(argument.count))
     }
@@ -111,6 +135,6 @@ extension GuestType {
 extension DomainID {
     @usableFromInline
     func validate(for operation: XenGntError.Operation) throws(XenGntError) {
-        if isReserved { throw XenGntError(operation, cause: .reservedDomain(rawValue)) }
+        if isReserved { throw XenGntError(.reservedDomain, operation, domain: self) }
     }
 }

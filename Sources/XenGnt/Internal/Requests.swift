@@ -33,6 +33,8 @@ package enum Paths {
     package static let guestType = "/sys/hypervisor/guest_type"
     package static let gntdevLimit = "/sys/module/xen_gntdev/parameters/limit"
     package static let gntallocLimit = "/sys/module/xen_gntalloc/parameters/limit"
+    package static let udmabufSizeLimit = "/sys/module/udmabuf/parameters/size_limit_mb"
+    package static let udmabufListLimit = "/sys/module/udmabuf/parameters/list_limit"
 }
 
 /// gntdev's default per-call page limit (`limit` module parameter) since Linux 5.5.

@@ -15,38 +15,54 @@ public struct DmaBuf: ~Copyable, Sendable {
     let calls: any SystemCalls
     /// The descriptor; lend it, do not close it.
     public let fileDescriptor: FileDescriptor
+    /// The size in bytes when XenGnt knows it without asking the kernel (it allocated the
+    /// buffer, or was told), so an import needs no `lseek`.
+    let knownSize: Int?
     private var isOwned = true
 
     /// Takes ownership of `fileDescriptor`, a dma-buf opened on `system`.
-    public init(adopting fileDescriptor: FileDescriptor, on system: XenSystem = .kernel) {
+    ///
+    /// - Parameter byteCount: the buffer's size, if known (a DRM dumb buffer's `size`);
+    ///   otherwise XenGnt asks the kernel when it needs it.
+    public init(adopting fileDescriptor: FileDescriptor, byteCount: Int? = nil, on system: XenSystem = .kernel) {
         self.calls = system.calls
         self.fileDescriptor = fileDescriptor
+        self.knownSize = byteCount
     }
 
-    init(fd: Int32, calls: any SystemCalls) {
+    init(fd: Int32, calls: any SystemCalls, size: Int? = nil) {
         self.calls = calls
         self.fileDescriptor = FileDescriptor(rawValue: fd)
+        self.knownSize = size
+    }
+
+    /// A view of a descriptor another owner keeps: going away does not close it.
+    init(viewing fd: Int32, calls: any SystemCalls, size: Int?) {
+        self.init(fd: fd, calls: calls, size: size)
+        isOwned = false
     }
 
     var fd: Int32 { fileDescriptor.rawValue }
 
-    /// The buffer's size in bytes (`lseek(fd, 0, SEEK_END)`, which every dma-buf supports).
+    /// The buffer's size in bytes: known for buffers XenGnt allocated, else asked of the kernel
+    /// (`lseek(fd, 0, SEEK_END)`, which every dma-buf supports).
     ///
     /// The corresponding C function is `lseek`.
     public func size() throws(XenGntError) -> Int {
-        try Self.size(of: fd, calls: calls, operation: .dmaBufSize)
+        if let knownSize { return knownSize }
+        return try Self.size(of: fd, calls: calls, operation: .dmaBufSize)
     }
 
     static func size(of fd: Int32, calls: any SystemCalls, operation: XenGntError.Operation) throws(XenGntError) -> Int {
         do throws(Errno) {
-            return Int(try calls.lseek(fd, offset: 0, whence: SEEK_END))
+            return Int(try retryingOnInterrupt { () throws(Errno) in try calls.lseek(fd, offset: 0, whence: SEEK_END) })
         } catch {
-            let cause: XenGntError.Cause = switch error {
+            let code: XenGntError.Code = switch error {
             case .badFileDescriptor: .badFileDescriptor
             case .illegalSeek, .invalidArgument: .notADmaBuf
             default: .kernel
             }
-            throw XenGntError(operation, errno: error, cause: cause)
+            throw XenGntError(code, operation, call: Call.lseek, errno: error)
         }
     }
 
@@ -63,7 +79,7 @@ public struct DmaBuf: ~Copyable, Sendable {
         do throws(Errno) {
             _ = try retryingOnInterrupt { () throws(Errno) in try calls.ioctl(fd, Request.dmaBufSync, &argument) }
         } catch {
-            throw XenGntError(.dmaBufSync, errno: error, cause: Self.cause(of: error))
+            throw XenGntError(Self.code(of: error), .dmaBufSync, call: Call.dmaBufSync, errno: error)
         }
     }
 
@@ -89,7 +105,7 @@ public struct DmaBuf: ~Copyable, Sendable {
     public func setName(_ name: String) throws(XenGntError) {
         let utf8 = Array(name.utf8)
         guard utf8.count < Int(CXG_DMA_BUF_NAME_LEN), !utf8.contains(0) else {
-            throw XenGntError(.dmaBufSetName, cause: .invalidArgument("a dma-buf name is at most \(Int(CXG_DMA_BUF_NAME_LEN) - 1) bytes of UTF-8 without NUL; \"\(name)\" is \(utf8.count)."))
+            throw XenGntError.invalid(.dmaBufSetName, "a dma-buf name is at most \(Int(CXG_DMA_BUF_NAME_LEN) - 1) bytes of UTF-8 without NUL; \"\(name)\" is \(utf8.count).")
         }
         // The ioctl reads a NUL-terminated string of at most DMA_BUF_NAME_LEN bytes.
         var storage: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -100,7 +116,7 @@ public struct DmaBuf: ~Copyable, Sendable {
             }
         }
         if case .failure(let error) = outcome {
-            throw XenGntError(.dmaBufSetName, errno: error, cause: Self.cause(of: error))
+            throw XenGntError(Self.code(of: error), .dmaBufSetName, call: Call.dmaBufSetName, errno: error)
         }
     }
 
@@ -110,21 +126,22 @@ public struct DmaBuf: ~Copyable, Sendable {
     /// The corresponding C function is `dup`.
     public func duplicate() throws(XenGntError) -> DmaBuf {
         do throws(Errno) {
-            return DmaBuf(fd: try calls.dup(fd), calls: calls)
+            return DmaBuf(fd: try calls.dup(fd), calls: calls, size: knownSize)
         } catch {
-            throw XenGntError(.duplicate, errno: error, cause: error == .badFileDescriptor ? .badFileDescriptor : .kernel)
+            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .duplicate, call: Call.dup, errno: error)
         }
     }
 
     /// Maps the buffer into this process.
     ///
-    /// - Throws: ``XenGntError/Cause/notMappable`` for buffers whose exporter has no mmap
+    /// - Throws: ``XenGntError/Code/notMappable`` for buffers whose exporter has no mmap
     ///   (gntdev exports).
     ///
     /// The corresponding C function is `mmap`.
     public func map(_ access: Access = .readWrite) throws(XenGntError) -> DmaBufMapping {
-        let length = try size()
-        guard length > 0 else { throw XenGntError(.mapMemory, cause: .emptyRequest) }
+        let length: Int
+        if let knownSize { length = knownSize } else { length = try Self.size(of: fd, calls: calls, operation: .mapDmaBuf) }
+        guard length > 0 else { throw XenGntError(.emptyRequest, .mapDmaBuf) }
         let protection = access == .readWrite ? PROT_READ | PROT_WRITE : PROT_READ
         do throws(Errno) {
             let address = try retryingOnInterrupt { () throws(Errno) in
@@ -132,7 +149,8 @@ public struct DmaBuf: ~Copyable, Sendable {
             }
             return DmaBufMapping(calls: calls, address: address, byteCount: length, access: access)
         } catch {
-            throw XenGntError(.mapMemory, errno: error, cause: error == .invalidArgument || error == .noDevice ? .notMappable : Self.cause(of: error))
+            let code: XenGntError.Code = error == .invalidArgument || error == .noDevice ? .notMappable : Self.code(of: error)
+            throw XenGntError(code, .mapDmaBuf, call: Call.mmap, errno: error)
         }
     }
 
@@ -150,7 +168,7 @@ public struct DmaBuf: ~Copyable, Sendable {
         do throws(Errno) {
             try calls.close(fd)
         } catch {
-            throw XenGntError(.closeDescriptor, errno: error, cause: error == .badFileDescriptor ? .badFileDescriptor : .kernel)
+            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .close, call: Call.close, errno: error)
         }
     }
 
@@ -158,7 +176,7 @@ public struct DmaBuf: ~Copyable, Sendable {
         if isOwned { try? calls.close(fd) }
     }
 
-    static func cause(of errno: Errno) -> XenGntError.Cause {
+    static func code(of errno: Errno) -> XenGntError.Code {
         switch errno {
         case .badFileDescriptor: .badFileDescriptor
         case .inappropriateIOCTLForDevice: .notADmaBuf
@@ -166,10 +184,6 @@ public struct DmaBuf: ~Copyable, Sendable {
         default: .kernel
         }
     }
-}
-
-extension Errno {
-    package static var noDevice: Errno { .operationNotSupportedByDevice }
 }
 
 /// The two halves of a CPU access bracket (`DMA_BUF_SYNC_START`, `DMA_BUF_SYNC_END`).
@@ -205,9 +219,9 @@ public struct DmaBufMapping: ~Copyable, @unchecked Sendable {
 
     /// Calls `body` with the mapped bytes, writable.
     ///
-    /// - Throws: ``XenGntError/Cause/readOnlyMapping`` for a read-only mapping.
+    /// - Throws: ``XenGntError/Code/readOnlyMapping`` for a read-only mapping.
     public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws(XenGntError) -> R) throws(XenGntError) -> R {
-        guard access == .readWrite else { throw XenGntError(.mapMemory, cause: .readOnlyMapping) }
+        guard access == .readWrite else { throw XenGntError(.readOnlyMapping, .writeMapping) }
         return try body(UnsafeMutableRawBufferPointer(start: baseAddress, count: byteCount))
     }
 
@@ -219,7 +233,7 @@ public struct DmaBufMapping: ~Copyable, @unchecked Sendable {
         do throws(Errno) {
             try calls.munmap(baseAddress, length: byteCount)
         } catch {
-            throw XenGntError(.unmapMemory, errno: error, cause: .kernel)
+            throw XenGntError(.kernel, .unmapDmaBuf, call: Call.munmap, errno: error)
         }
     }
 

@@ -36,9 +36,9 @@ public struct ExportedDmaBuf: ~Copyable, Sendable {
     /// The corresponding C function is `dup`.
     public func duplicate() throws(XenGntError) -> DmaBuf {
         do throws(Errno) {
-            return DmaBuf(fd: try handle.calls.dup(fileDescriptor.rawValue), calls: handle.calls)
+            return DmaBuf(fd: try handle.calls.dup(fileDescriptor.rawValue), calls: handle.calls, size: byteCount)
         } catch {
-            throw XenGntError(.duplicate, errno: error, cause: .kernel)
+            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .duplicate, call: Call.dup, errno: error)
         }
     }
 
@@ -47,23 +47,27 @@ public struct ExportedDmaBuf: ~Copyable, Sendable {
     ///
     /// The descriptor number stays reserved (a /dev/null placeholder is `dup3`'d over it) until
     /// the ``PendingRelease`` goes away, so a concurrent export cannot reuse the number and make
-    /// the wait watch the wrong buffer.
+    /// the wait watch the wrong buffer. That costs one `dup3` (and a `close` of the placeholder
+    /// later) where a plain `close` would do: the price of never watching the wrong buffer.
+    ///
+    /// - Throws: if the placeholder cannot be put in place; the descriptor is closed then, and
+    ///   the buffer is freed when its other users let go, unwatched.
     ///
     /// The corresponding C function is `dup3`.
     public consuming func release() throws(XenGntError) -> PendingRelease {
         isOwned = false
-        do throws(Errno) {
+        do throws(XenGntError) {
             try handle.reserveNumber(fileDescriptor.rawValue)
         } catch {
             try? handle.calls.close(fileDescriptor.rawValue)
-            throw XenGntError(.waitReleased, errno: error, cause: .kernel)
+            throw error
         }
         return PendingRelease(handle: handle, fd: fileDescriptor.rawValue)
     }
 
     /// Releases the buffer and blocks until every user has let go, or `timeout` passes.
     ///
-    /// - Throws: ``XenGntError/Cause/timedOut`` when users remain; the kernel still frees the
+    /// - Throws: ``XenGntError/Code/timedOut`` when users remain; the kernel still frees the
     ///   buffer when they let go (and XenGnt frees the descriptor number then), but this
     ///   process is no longer told. Use ``release()`` and ``PendingRelease/wait(timeout:)`` to
     ///   be able to wait again.
@@ -72,13 +76,13 @@ public struct ExportedDmaBuf: ~Copyable, Sendable {
     public consuming func releaseAndWait(timeout: Duration) throws(XenGntError) {
         let pending = try release()
         if try !pending.wait(timeout: timeout) {
-            throw XenGntError(.waitReleased, errno: .timedOut, cause: .timedOut)
+            throw XenGntError(.timedOut, .waitReleased, call: Call.expWaitReleased, errno: .timedOut)
         }
     }
 
     /// Releases the buffer and waits, without blocking a thread, until every user has let go.
     ///
-    /// - Throws: ``XenGntError/Cause/cancelled`` if the task is cancelled first.
+    /// - Throws: ``XenGntError/Code/cancelled`` if the task is cancelled first.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED`.
     public consuming func releaseAndWait(pollInterval: Duration = .milliseconds(2)) async throws(XenGntError) {

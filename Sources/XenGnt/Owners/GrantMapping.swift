@@ -36,10 +36,10 @@ public struct GrantMapping: ~Copyable, @unchecked Sendable {
 
     /// Calls `body` with the mapped bytes, writable.
     ///
-    /// - Throws: ``XenGntError/Cause/readOnlyMapping`` for a read-only mapping (writing to it
+    /// - Throws: ``XenGntError/Code/readOnlyMapping`` for a read-only mapping (writing to it
     ///   would fault), or what `body` throws.
     public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws(XenGntError) -> R) throws(XenGntError) -> R {
-        guard access == .readWrite else { throw XenGntError(.mapMemory, cause: .readOnlyMapping) }
+        guard access == .readWrite else { throw XenGntError(.readOnlyMapping, .writeMapping) }
         return try body(UnsafeMutableRawBufferPointer(start: baseAddress, count: byteCount))
     }
 
@@ -49,13 +49,15 @@ public struct GrantMapping: ~Copyable, @unchecked Sendable {
     /// The corresponding ioctl is `IOCTL_GNTDEV_SET_UNMAP_NOTIFY`.
     public func setUnmapNotification(_ notification: UnmapNotification) throws(XenGntError) {
         try notification.apply(
-            request: Request.gntdevSetUnmapNotify, handle: handle, index: offset,
+            request: Request.gntdevSetUnmapNotify, call: Call.gntdevSetUnmapNotify, handle: handle, index: offset,
             length: byteCount, writable: access == .readWrite)
     }
 
     /// Unmaps the memory and releases the grants, reporting errors.
     ///
-    /// Both steps are attempted even if the first fails; the first error is thrown.
+    /// Both steps are attempted even if the first fails; the first error is thrown. A step the
+    /// kernel refused is kept by the device and retried at its next call and when it closes, so
+    /// the mapping is released all the same.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_UNMAP_GRANT_REF`, after `munmap`.
     public consuming func unmap() throws(XenGntError) {
@@ -67,7 +69,7 @@ public struct GrantMapping: ~Copyable, @unchecked Sendable {
 
     private static func release(handle: DeviceHandle, index: UInt64, pageCount: Int, address: UnsafeMutableRawPointer) -> XenGntError? {
         handle.unmap(address, pageCount: pageCount, thenRelease: Request.unmapGrantRef, index: index,
-                     as: .unmapGrants, notFound: .noSuchFileOrDirectory)
+                     as: .unmapGrants, call: Call.unmapGrantRef)
     }
 
     deinit {

@@ -50,12 +50,13 @@ public struct SharedPages: ~Copyable, @unchecked Sendable {
     /// The corresponding ioctl is `IOCTL_GNTALLOC_SET_UNMAP_NOTIFY`.
     public func setUnmapNotification(_ notification: UnmapNotification) throws(XenGntError) {
         try notification.apply(
-            request: Request.gntallocSetUnmapNotify, handle: handle, index: offset,
+            request: Request.gntallocSetUnmapNotify, call: Call.gntallocSetUnmapNotify, handle: handle, index: offset,
             length: byteCount, writable: true)
     }
 
     /// Unmaps the pages and withdraws the grants, reporting errors. Both steps are attempted;
-    /// the first error is thrown.
+    /// the first error is thrown. A step the kernel refused is kept by the device and retried at
+    /// its next call and when it closes.
     ///
     /// The corresponding ioctl is `IOCTL_GNTALLOC_DEALLOC_GREF`, after `munmap`.
     public consuming func unshare() throws(XenGntError) {
@@ -68,7 +69,7 @@ public struct SharedPages: ~Copyable, @unchecked Sendable {
     private static func release(handle: DeviceHandle, index: UInt64, pageCount: Int, address: UnsafeMutableRawPointer) -> XenGntError? {
         // IOCTL_GNTALLOC_DEALLOC_GREF's argument has the layout of gntdev's unmap (index, count).
         handle.unmap(address, pageCount: pageCount, thenRelease: Request.deallocGref, index: index,
-                     as: .unshareGrants, notFound: .invalidArgument)
+                     as: .unshare, call: Call.deallocGref)
     }
 
     deinit {

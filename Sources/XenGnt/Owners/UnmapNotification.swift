@@ -43,6 +43,7 @@ public struct UnmapNotification: Sendable, Hashable {
     /// `handle` with the object's `index` (gntdev and gntalloc share the struct layout).
     func apply(
         request: UInt,
+        call: String,
         handle: DeviceHandle,
         index: UInt64,
         length: Int,
@@ -50,10 +51,11 @@ public struct UnmapNotification: Sendable, Hashable {
     ) throws(XenGntError) {
         if let offset = clearByteAt {
             guard offset >= 0, offset < length else {
-                throw XenGntError(.setUnmapNotification, cause: .outOfRange(offset: offset, length: length))
+                throw XenGntError(.outOfRange, .setUnmapNotification, offset: offset, length: length)
             }
-            guard writable else { throw XenGntError(.setUnmapNotification, cause: .readOnlyMapping) }
+            guard writable else { throw XenGntError(.notifyNeedsWritableMapping, .setUnmapNotification) }
         }
+        handle.retryParked()
         var argument = ioctl_gntdev_unmap_notify(
             index: index + UInt64(clearByteAt ?? 0),
             action: action,
@@ -62,13 +64,12 @@ public struct UnmapNotification: Sendable, Hashable {
         do throws(Errno) {
             _ = try handle.ioctl(request, &argument)
         } catch {
-            let cause: XenGntError.Cause = switch error {
-            case .invalidArgument where eventChannelPort != nil: .eventChannelNotBound(port: eventChannelPort!)
-            case .invalidArgument where !writable: .readOnlyMapping
+            let code: XenGntError.Code = switch error {
+            case .invalidArgument where eventChannelPort != nil: .eventChannelNotBound
             case .noSuchFileOrDirectory: .notFound
             default: .kernel
             }
-            throw XenGntError(.setUnmapNotification, errno: error, cause: cause)
+            throw XenGntError(code, .setUnmapNotification, call: call, errno: error, port: eventChannelPort)
         }
     }
 }

@@ -66,7 +66,7 @@ public struct XenCapabilities: Sendable, Hashable {
             gntdevLimit: DeviceHandle.readInteger(Paths.gntdevLimit, calls: calls),
             gntallocLimit: DeviceHandle.readInteger(Paths.gntallocLimit, calls: calls))
         do {
-            let handle = try DeviceHandle(path: Paths.gntdev, calls: calls)
+            let handle = try DeviceHandle(path: Paths.gntdev, calls: calls, operation: .probe)
             capabilities.gntdev = .available
             var argument = ioctl_gntdev_dmabuf_imp_release(fd: UInt32.max, reserved: 0)
             do throws(Errno) {
@@ -79,7 +79,7 @@ public struct XenCapabilities: Sendable, Hashable {
             capabilities.gntdev = Self.state(error)
         }
         do {
-            _ = try DeviceHandle(path: Paths.gntalloc, calls: calls)
+            _ = try DeviceHandle(path: Paths.gntalloc, calls: calls, operation: .probe)
             capabilities.gntalloc = .available
         } catch {
             capabilities.gntalloc = Self.state(error)
@@ -95,7 +95,7 @@ public struct XenCapabilities: Sendable, Hashable {
     }
 
     private static func state(_ error: XenGntError) -> DeviceState {
-        switch error.cause {
+        switch error.code {
         case .deviceMissing: .missing
         case .permissionDenied: .permissionDenied
         default: .failed(error.errno ?? .ioError)

@@ -93,3 +93,8 @@ public struct XenSystem: Sendable {
     /// The running kernel: `/dev/xen/gntdev`, `/dev/xen/gntalloc`, real dma-bufs.
     public static let kernel = XenSystem(KernelSystemCalls())
 }
+
+extension Errno {
+    /// `ENODEV`.
+    package static var noDevice: Errno { .operationNotSupportedByDevice }
+}

@@ -25,13 +25,13 @@ public enum DmaBufAllocation: Sendable, Hashable, CaseIterable {
     public init(flags: UInt32) throws(XenGntError) {
         let known = UInt32(GNTDEV_DMA_FLAG_WC | GNTDEV_DMA_FLAG_COHERENT)
         if flags & ~known != 0 {
-            throw XenGntError(.exportDmaBuf, cause: .unknownAllocationFlags(flags))
+            throw XenGntError(.unknownAllocationFlags, .exportDmaBuf, flags: flags)
         }
         switch flags {
         case 0: self = .balloon
         case UInt32(GNTDEV_DMA_FLAG_WC): self = .contiguousWriteCombined
         case UInt32(GNTDEV_DMA_FLAG_COHERENT): self = .contiguousCoherent
-        default: throw XenGntError(.exportDmaBuf, cause: .conflictingAllocationFlags(flags))
+        default: throw XenGntError(.conflictingAllocationFlags, .exportDmaBuf, flags: flags)
         }
     }
 }
