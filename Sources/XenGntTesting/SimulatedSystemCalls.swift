@@ -75,15 +75,18 @@ struct SimulatedSystemCalls: SystemCalls {
 
     // Interim: passed to the host until the simulated drivers that need them exist.
     func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        try KernelSystemCalls().read(fd, into: buffer)
+        try simulation.checkFault(domain, .read)
+        return try KernelSystemCalls().read(fd, into: buffer)
     }
 
     func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        try KernelSystemCalls().write(fd, from: buffer)
+        try simulation.checkFault(domain, .write)
+        return try KernelSystemCalls().write(fd, from: buffer)
     }
 
     func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
-        try KernelSystemCalls().poll(descriptors, timeout: timeout)
+        try simulation.checkFault(domain, .poll)
+        return try KernelSystemCalls().poll(descriptors, timeout: timeout)
     }
 
     func connectUnixSocket(_ path: String) throws(Errno) -> Int32 { throw .noSuchFileOrDirectory }
@@ -91,6 +94,7 @@ struct SimulatedSystemCalls: SystemCalls {
     func listDirectory(_ path: String) throws(Errno) -> [String] { throw .noSuchFileOrDirectory }
 
     func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
-        try KernelSystemCalls().eventfd(initialValue: initialValue, flags: flags)
+        try simulation.checkFault(domain, .eventfd)
+        return try KernelSystemCalls().eventfd(initialValue: initialValue, flags: flags)
     }
 }

@@ -92,7 +92,7 @@ public final class XenSimulation: Sendable {
     /// `GrantAllocator(on:)` and the `DmaBuf` constructors. Calls on a domain that was never
     /// added fail with `ENODEV`.
     public func domain(_ id: DomainID) -> XenSystem {
-        XenSystem(SimulatedSystemCalls(simulation: self, domain: id.rawValue))
+        XenSystem(SimulatedSystemCalls(simulation: self, domain: id.rawValue), domainID: id)
     }
 
     /// Destroys a domain, as `xl destroy` does: its grants can no longer be mapped (existing
@@ -172,6 +172,14 @@ public final class XenSimulation: Sendable {
         }
     }
 
+    /// Checks faults for `call` without holding the lock afterwards (for calls that block).
+    func checkFault(_ id: UInt16, _ call: SimulatedCall) throws(Errno) {
+        try kernel.withLock { (kernel) throws(Errno) in
+            guard kernel.domains[id] != nil else { throw .noDevice }
+            if let fault = kernel.takeFault(call, domain: id) { throw fault }
+        }
+    }
+
     func ioctl(_ domain: UInt16, _ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
         let outcome = try withDomain(domain, .ioctl(SimulatedIoctl(request: request))) { (kernel, domain) throws(Errno) in
             try kernel.ioctl(fd, request, argument, in: domain)
@@ -202,6 +210,7 @@ struct UncheckedBox<Value>: @unchecked Sendable {
 /// A call of the seam, for fault injection.
 public enum SimulatedCall: Sendable, Hashable {
     case open, close, dup, mmap, munmap, lseek
+    case read, write, poll, connect, listDirectory, eventfd
     /// An ioctl; `nil` matches every request.
     case ioctl(SimulatedIoctl?)
 

@@ -148,6 +148,7 @@ extension GrantDevice {
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_IMP_TO_REFS`.
     public func importDmaBuf(fileDescriptor: FileDescriptor, to domain: DomainID, pageCount: Int? = nil) throws(XenGntError) -> DmaBufImport {
         try domain.validate(for: .importDmaBuf)
+        if let pageCount { try validate(count: pageCount, for: .importDmaBuf) }
         let duplicate: DmaBuf
         do throws(Errno) {
             duplicate = DmaBuf(fd: try handle.calls.dup(fileDescriptor.rawValue), calls: handle.calls)
