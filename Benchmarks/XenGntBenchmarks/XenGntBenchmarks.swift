@@ -8,7 +8,7 @@
 //   the ioctl for 2025 refs (one 1080p XRGB8888 frame) must allocate nothing; a result that
 //   carries refs allocates once.
 // - "simulated": the same operation end to end against XenGntTesting's simulated Xen.
-// Costs on a real Xen are in Documentation/Lab.md (DESIGN.md §5: tens of ms per 1080p export).
+// Costs on a real Xen are in Documentation/Lab.md and Documentation/KernelFacts.md (tens of ms per 1080p export).
 import Benchmark
 import CXenGnt
 import SystemPackage

@@ -5,6 +5,10 @@
 import XenGnt
 import XenGntTesting
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 let framePages = (1920 * 1080 * 4 + xenPageSize - 1) / xenPageSize   // 2025 pages
 
 func run() throws(XenGntError) {
@@ -58,4 +62,5 @@ do {
     try run()
 } catch {
     print("xengnt-example: \(error)")
+    exit(1)
 }

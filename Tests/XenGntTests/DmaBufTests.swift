@@ -233,7 +233,7 @@ extension Simulated {
             #expect(next.fileDescriptor.rawValue == number, "freed once released, so the next export may take it")
         }
 
-        /// DESIGN.md §2: closing the fd and then waiting on its number can watch another buffer
+        /// Documentation/KernelFacts.md, "found by descriptor number": closing the fd and then waiting on its number can watch another buffer
         /// once a concurrent export reuses the number. XenGnt keeps the number reserved.
         @Test func theFdNumberReuseTrapIsAvoided() throws {
             let host = try Host()

@@ -9,7 +9,7 @@ import XenGntConformance
 import Glibc
 #endif
 
-/// Every non-DRM row of DESIGN.md §3's "measured on a real Xen" table, sent to the simulator as
+/// Every non-DRM row of Documentation/KernelFacts.md's "measured" table, sent to the simulator as
 /// raw request numbers and C structs, so that XenGnt's own validation cannot hide a gap.
 extension Simulated {
     @Suite struct RawKernelTable {

@@ -57,7 +57,7 @@ extension SimKernel {
         case Request.gntdevSetUnmapNotify: return .done(try gntdevNotify(file, try argument.orFault()))
         case Request.grantCopy: return .done(try grantCopy(file, try argument.orFault()))
         case Request.expFromRefs, Request.expWaitReleased, Request.impToRefs, Request.impRelease:
-            // DESIGN.md §3, measured on Debian's stock 6.1 (no CONFIG_XEN_GNTDEV_DMABUF): ENOTTY.
+            // Documentation/KernelFacts.md, measured on Debian's stock 6.1 (no CONFIG_XEN_GNTDEV_DMABUF): ENOTTY.
             guard configuration.dmaBufIoctls else { throw .inappropriateIOCTLForDevice }
             let argument = try argument.orFault()
             switch request {
@@ -226,7 +226,7 @@ extension SimKernel {
         let wc = UInt32(GNTDEV_DMA_FLAG_WC), coherent = UInt32(GNTDEV_DMA_FLAG_COHERENT)
         if op.pointee.flags & wc != 0, op.pointee.flags & coherent != 0 { throw .invalidArgument }
         // An x86 PVH/HVM kernel without the lab's patch maps exports with GNTMAP_device_map,
-        // which Xen refuses for auto-translated guests: every export fails (DESIGN.md §5).
+        // which Xen refuses for auto-translated guests: every export fails (Documentation/KernelFacts.md).
         if file.domain.type != .arm, !configuration.x86ExportFix { throw .invalidArgument }
         let domid = op.pointee.domid
         let refs = UnsafeRawPointer(cxg_exp_from_refs_refs(op)!).assumingMemoryBound(to: UInt32.self)
