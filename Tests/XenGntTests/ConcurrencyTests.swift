@@ -5,10 +5,10 @@ import XenGnt
 import XenGntTesting
 
 /// Many tasks on shared devices. CI runs this suite under ThreadSanitizer too
-/// (`swift test --sanitize=thread --filter Concurrency`).
+/// (`swift test --sanitize=thread --filter ManyTasks`).
 extension Simulated {
     @Suite(.timeLimit(.minutes(10)))
-    struct Concurrency {
+    struct ManyTasks {
         static let tasks = 64
         static let operationsPerTask = 1_000
 
@@ -17,7 +17,7 @@ extension Simulated {
 
         @Test func sixtyFourTasksShareDevicesAndNoWaitEverWatchesAnotherBuffer() async throws {
             let before = openDescriptors()
-            let counts = Mutex<[String: Int]>([:])
+            let counts = Tally()
             let started = ContinuousClock.now
             do {
                 let xen = XenSimulation()
@@ -26,6 +26,17 @@ extension Simulated {
                 let dom0 = try xen.addDomain(0, type: .pv, kernel: kernel)
                 let frontend = try xen.addDomain(1, type: .pvh, kernel: kernel)
                 let backend = try xen.addDomain(2, type: .pvh, kernel: kernel)
+                try await Self.run(xen: xen, dom0: dom0, frontend: frontend, backend: backend, counts: counts)
+                let census = xen.census()
+                #expect(census.isClean, "\(census)")
+            }
+            let total = counts.total
+            print("ManyTasks: \(total) operations by \(Self.tasks) tasks in \(ContinuousClock.now - started): \(counts.snapshot)")
+            #expect(total == Self.tasks * Self.operationsPerTask)
+            #expect(openDescriptors() == before)
+        }
+
+        static func run(xen: XenSimulation, dom0: SimulatedDomain, frontend: SimulatedDomain, backend: SimulatedDomain, counts: Tally) async throws {
                 let gntdev = try GrantDevice(on: backend.system)
                 let dom0Device = try GrantDevice(on: dom0.system)
                 let allocator = try GrantAllocator(on: dom0.system)
@@ -35,28 +46,19 @@ extension Simulated {
                         try frontend.write([UInt8(task)], toGrant: refs[0])
                         group.addTask {
                             var seed = UInt64(task) &* 0x9E37_79B9_7F4A_7C15 | 1
-                            var local: [String: Int] = [:]
                             for _ in 0..<Self.operationsPerTask {
                                 seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
                                 let move = Move.allCases[Int(seed % UInt64(Move.allCases.count))]
                                 try Self.perform(move, task: task, refs: refs, gntdev: gntdev, dom0Device: dom0Device,
                                                  allocator: allocator, frontend: frontend)
-                                local["\(move)", default: 0] += 1
+                                counts.note(move, "done")
                                 if seed % 8 == 0 { await Task.yield() }
                             }
-                            counts.withLock { for (key, value) in local { $0[key, default: 0] += value } }
                             frontend.endAccess(refs)
                         }
                     }
                     try await group.waitForAll()
                 }
-                let census = xen.census()
-                #expect(census.isClean, "\(census)")
-            }
-            let total = counts.withLock { $0.values.reduce(0, +) }
-            print("Concurrency: \(total) operations by \(Self.tasks) tasks in \(ContinuousClock.now - started): \(counts.withLock { $0 })")
-            #expect(total == Self.tasks * Self.operationsPerTask)
-            #expect(openDescriptors() == before)
         }
 
         static func perform(

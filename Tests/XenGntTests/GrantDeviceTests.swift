@@ -89,10 +89,10 @@ extension Simulated {
             #expect(tooMany?.description.contains("xen_gntdev.limit") == true)
             // The limit is read when the kernel refuses, not cached at open: lowering it later
             // is explained correctly, and raising it lets the same request through.
-            host.xen.configuration.gntdevLimit = 4
+            host.backend.kernel.gntdevLimit = 4
             let export = #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs[0..<5], from: host.frontend.id) }
             #expect(export?.code == .tooManyPages && export?.limit == 4)
-            host.xen.configuration.gntdevLimit = 16
+            host.backend.kernel.gntdevLimit = 16
             #expect(try gntdev.map(refs, from: host.frontend.id).pageCount == 9)
         }
 

@@ -37,8 +37,8 @@ extension ModelWorld {
             xen.injectFault(.noMemory, on: .ioctl(.exportFromRefs), domain: backend.id)
             try fails(.outOfMemory) { _ = try gntdev.exportDmaBuf(refs: grantRefs(chosen), from: frontend.id, allocation: .contiguousCoherent) }
         case .duplicate:
-            guard let model = exports.first(where: { $0.owner != nil }), let owner = model.owner?.value else { return skip() }
-            model.holders.append(Held(try owner.duplicate()))
+            guard let model = exports.first(where: { $0.owner != nil }), let holder = try model.owner?.borrow({ try $0.duplicate() }) else { return skip() }
+            model.holders.append(Held(holder))
             ok()
         case .closeHolder:
             guard let model = exports.first(where: { !$0.holders.isEmpty }) else { return skip() }
@@ -46,8 +46,7 @@ extension ModelWorld {
             settle(model)
             ok()
         case .mapExport:
-            guard let model = exports.first(where: { $0.owner != nil }), let owner = model.owner?.value else { return skip() }
-            let holder = try owner.duplicate()
+            guard let model = exports.first(where: { $0.owner != nil }), let holder = try model.owner?.borrow({ try $0.duplicate() }) else { return skip() }
             try fails(.notMappable) { _ = try holder.map() }
         case .release:
             guard let model = exports.first(where: { $0.owner != nil && $0.pending == nil }) else { return skip() }
@@ -56,8 +55,7 @@ extension ModelWorld {
             settle(model)
             ok()
         case .wait:
-            guard let model = exports.first(where: { $0.pending != nil }), let pending = model.pending?.value else { return skip() }
-            let released = try pending.wait(timeout: .zero)
+            guard let model = exports.first(where: { $0.pending != nil }), let released = try model.pending?.borrow({ try $0.wait(timeout: .zero) }) else { return skip() }
             if released != model.holders.isEmpty {
                 throw ModelMismatch(description: "\(step): wait said released \(released) with \(model.holders.count) holders")
             }
@@ -70,12 +68,12 @@ extension ModelWorld {
         case .releaseAndWait:
             guard let model = exports.first(where: { $0.owner != nil && $0.pending == nil }) else { return skip() }
             let held = !model.holders.isEmpty
-            let owner = model.owner!.value.take()!
+            let owner = model.owner!
             model.owner = nil
             if held {
-                try fails(.timedOut) { try owner.releaseAndWait(timeout: .zero) }
+                try fails(.timedOut) { try owner.value.take()!.releaseAndWait(timeout: .zero) }
             } else {
-                try owner.releaseAndWait(timeout: .zero)
+                try owner.value.take()!.releaseAndWait(timeout: .zero)
                 ok()
             }
             settle(model)

@@ -79,9 +79,9 @@ extension ModelWorld {
             let model = mappings.remove(at: a % mappings.count)
             try model.mapping.value.take()!.unmap()
             for index in model.refs { refs[index].maps -= 1 }
-            if let (index, offset) = model.clearByte {
+            if let (index, offset) = model.clearByte, !isFreed(refs[index]), refs[index].owner == frontend.id || victimAlive {
                 let owner = refs[index].owner == frontend.id ? frontend : victim
-                if refs[index].maps >= 0, try owner.read(grant: refs[index].ref, at: offset, count: 1) != [0] {
+                if try owner.read(grant: refs[index].ref, at: offset, count: 1) != [0] {
                     throw ModelMismatch(description: "\(step): the clear-byte notification did not clear byte \(offset)")
                 }
             }
@@ -91,43 +91,42 @@ extension ModelWorld {
             let model = mappings[a % mappings.count]
             let offset = b % (model.refs.count * xenPageSize)
             let byte = UInt8(truncatingIfNeeded: a | 1)
-            guard let mapping = model.mapping.value else { return skip() }
             if model.access == .readOnly {
-                try fails(.readOnlyMapping) { try mapping.withUnsafeMutableBytes { $0[offset] = byte } }
+                try fails(.readOnlyMapping) { try model.mapping.borrow { try $0.withUnsafeMutableBytes { $0[offset] = byte } } }
                 return
             }
-            try mapping.withUnsafeMutableBytes { $0[offset] = byte }
+            try model.mapping.borrow { try $0.withUnsafeMutableBytes { $0[offset] = byte } }
             let index = model.refs[offset / xenPageSize]
             let owner = refs[index].owner == frontend.id ? frontend : victim
-            // Zero copy: the granting domain sees the byte at once.
-            if try owner.read(grant: refs[index].ref, at: offset % xenPageSize, count: 1) != [byte] {
+            // Zero copy: the granting domain sees the byte at once (while it lives).
+            if owner == frontend || victimAlive, try owner.read(grant: refs[index].ref, at: offset % xenPageSize, count: 1) != [byte] {
                 throw ModelMismatch(description: "\(step): a write through the mapping is not in the granting domain's page")
             }
             if let clear = model.clearByte, clear.ref == index, clear.offset == offset % xenPageSize { model.clearByte = nil }
             ok()
         case .notifyClearByte:
-            guard let model = mappings.last(where: { $0.access == .readWrite && $0.clearByte == nil }), let mapping = model.mapping.value else { return skip() }
+            guard let model = mappings.last(where: { $0.access == .readWrite && $0.clearByte == nil }) else { return skip() }
             let offset = b % (model.refs.count * xenPageSize)
-            try mapping.setUnmapNotification(.clearByte(at: offset))
+            try model.mapping.borrow { try $0.setUnmapNotification(.clearByte(at: offset)) }
             // Only checked when this is the page's only mapping: another mapping may write it.
             if model.refs.allSatisfy({ refs[$0].maps == 1 }) && Set(model.refs).count == model.refs.count {
                 model.clearByte = (model.refs[offset / xenPageSize], offset % xenPageSize)
             }
             ok()
         case .notifyOutOfRange:
-            guard let model = mappings.first, let mapping = model.mapping.value else { return skip() }
-            try fails(.outOfRange) { try mapping.setUnmapNotification(.clearByte(at: model.refs.count * xenPageSize + a)) }
+            guard let model = mappings.first else { return skip() }
+            try fails(.outOfRange) { try model.mapping.borrow { try $0.setUnmapNotification(.clearByte(at: model.refs.count * xenPageSize + a)) } }
         case .notifyUnboundPort:
-            guard let model = mappings.first, let mapping = model.mapping.value else { return skip() }
-            try fails(.eventChannelNotBound) { try mapping.setUnmapNotification(.sendEvent(port: Self.port)) }
+            guard let model = mappings.first else { return skip() }
+            try fails(.eventChannelNotBound) { try model.mapping.borrow { try $0.setUnmapNotification(.sendEvent(port: Self.port)) } }
         case .mappedRange:
-            guard let model = mappings.first, let mapping = model.mapping.value else {
+            guard let model = mappings.first, let (address, offset, pages) = model.mapping.borrow({ ($0.baseAddress + b % $0.byteCount, $0.offset, $0.pageCount) }) else {
                 var local = 0
                 return try fails(.notFound) { _ = try gntdev.mappedRange(containing: &local) }
             }
-            let range = try gntdev.mappedRange(containing: mapping.baseAddress + b % mapping.byteCount)
-            if range.offset != mapping.offset || range.pageCount != mapping.pageCount {
-                throw ModelMismatch(description: "\(step): mappedRange \(range), mapping at \(mapping.offset)")
+            let range = try gntdev.mappedRange(containing: address)
+            if range.offset != offset || range.pageCount != pages {
+                throw ModelMismatch(description: "\(step): mappedRange \(range), mapping at \(offset)")
             }
             ok()
 

@@ -12,7 +12,7 @@ struct Step: Sendable, CustomStringConvertible {
     let b: Int
 
     init(_ op: Int, _ a: Int, _ b: Int) {
-        operation = Operation.allCases[op % Operation.allCases.count]
+        operation = Operation.weighted[op % Operation.weighted.count]
         self.a = a
         self.b = b
     }
@@ -30,6 +30,9 @@ struct Step: Sendable, CustomStringConvertible {
         case share, unshare
         case copy, copyCrossingPage
         case interrupt, destroyVictim, victimGrant
+
+        /// Every operation, those that need an export twice (exports come and go often).
+        static let weighted: [Operation] = allCases + [.export, .duplicate, .closeHolder, .release, .wait, .dropPending, .releaseAndWait]
     }
 }
 
@@ -38,7 +41,15 @@ final class Tally: Sendable {
     private let counts = Mutex<[String: Int]>([:])
 
     func note(_ operation: Step.Operation, _ outcome: String) {
-        counts.withLock { $0["\(operation.rawValue) \(outcome)", default: 0] += 1 }
+        note("\(operation.rawValue) \(outcome)")
+    }
+
+    func note<Kind>(_ kind: Kind, _ outcome: String) {
+        note("\(kind) \(outcome)")
+    }
+
+    func note(_ key: String) {
+        counts.withLock { $0[key, default: 0] += 1 }
     }
 
     var snapshot: [String: Int] { counts.withLock { $0 } }
@@ -57,6 +68,21 @@ final class Tally: Sendable {
 final class Held<Value: ~Copyable> {
     var value: Value?
     init(_ value: consuming Value) { self.value = consume value }
+
+    /// `body`'s result on the value, or `nil` once it has been taken.
+    func borrow<T: ~Copyable>(_ body: (borrowing Value) throws -> T) rethrows -> T? {
+        switch value {
+        case .some(let held): return try body(held)
+        case .none: return nil
+        }
+    }
+
+    var isEmpty: Bool {
+        switch value {
+        case .some: false
+        case .none: true
+        }
+    }
 }
 
 /// A failed check of the model.
@@ -141,7 +167,7 @@ final class ModelWorld {
     func check(after step: Step) throws {
         let census = xen.census()
         func expect(_ condition: Bool, _ what: @autoclosure () -> String) throws {
-            if !condition { throw ModelMismatch(description: "after \(step): \(what())\n\(census)") }
+            if !condition { throw ModelMismatch(description: "after \(step): \(what())\n\(xen.census())") }
         }
         try expect(census.grantMaps == mappings.count, "grant maps \(census.grantMaps), model \(mappings.count)")
         let liveExports = exports.filter(\.isLive).count
@@ -164,8 +190,9 @@ final class ModelWorld {
         for model in exports {
             for holder in model.holders { try holder.value.take()!.close() }
             model.holders.removeAll()
-            if let owner = model.owner?.value.take() { try owner.releaseAndWait(timeout: .zero) }
-            if let pending = model.pending?.value.take() { _ = try pending.wait(timeout: .zero) }
+            if let owner = model.owner { try owner.value.take()!.releaseAndWait(timeout: .zero) }
+            if let pending = model.pending { _ = try pending.borrow { try $0.wait(timeout: .zero) } }
+            model.pending = nil
         }
         exports.removeAll()
         for entry in imports { _ = try entry.import.value.take()!.release() }
