@@ -57,7 +57,7 @@ func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) >= 0 }
 /// system calls an operation makes (`ioctl` calls are recorded by request: `IOCTL_GNTDEV_...`).
 final class SeamRecorder: SystemCalls, @unchecked Sendable {
     let inner: any SystemCalls
-    private let log = Mutex<[String]>([])
+    private let log = Locked<[String]>([])
 
     init(_ system: XenSystem) { inner = system.calls }
 

@@ -38,7 +38,7 @@ struct Step: Sendable, CustomStringConvertible {
 
 /// What every run counts, over all sequences: outcome by operation.
 final class Tally: Sendable {
-    private let counts = Mutex<[String: Int]>([:])
+    private let counts = Locked<[String: Int]>([:])
 
     func note(_ operation: Step.Operation, _ outcome: String) {
         note("\(operation.rawValue) \(outcome)")
