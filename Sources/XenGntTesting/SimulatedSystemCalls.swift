@@ -45,9 +45,7 @@ struct SimulatedSystemCalls: SystemCalls {
     }
 
     func fstat(_ fd: Int32) throws(Errno) -> stat {
-        var info = stat()
-        if Glibc.fstat(fd, &info) < 0 { throw Errno(rawValue: errno) }
-        return info
+        try HostCalls.fstat(fd)
     }
 
     func readSmallFile(_ path: String) throws(Errno) -> String {
@@ -62,28 +60,28 @@ struct SimulatedSystemCalls: SystemCalls {
     }
 
     func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
-        try KernelSystemCalls().memfdCreate(name, flags: flags)
+        try HostCalls.memfdCreate(name, flags: flags)
     }
 
     func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {
-        try KernelSystemCalls().ftruncate(fd, length: length)
+        try HostCalls.ftruncate(fd, length: length)
     }
 
     func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 {
-        try KernelSystemCalls().fcntl(fd, command: command, argument: argument)
+        try HostCalls.fcntl(fd, command: command, argument: argument)
     }
 
     // Interim: passed to the host until the simulated drivers that need them exist.
     func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        try KernelSystemCalls().read(fd, into: buffer)
+        try HostCalls.read(fd, into: buffer)
     }
 
     func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        try KernelSystemCalls().write(fd, from: buffer)
+        try HostCalls.write(fd, from: buffer)
     }
 
     func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
-        try KernelSystemCalls().poll(descriptors, timeout: timeout)
+        try HostCalls.poll(descriptors, timeout: timeout)
     }
 
     func connectUnixSocket(_ path: String) throws(Errno) -> Int32 { throw .noSuchFileOrDirectory }
@@ -91,6 +89,6 @@ struct SimulatedSystemCalls: SystemCalls {
     func listDirectory(_ path: String) throws(Errno) -> [String] { throw .noSuchFileOrDirectory }
 
     func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
-        try KernelSystemCalls().eventfd(initialValue: initialValue, flags: flags)
+        try HostCalls.eventfd(initialValue: initialValue, flags: flags)
     }
 }

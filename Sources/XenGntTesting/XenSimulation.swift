@@ -2,10 +2,6 @@ import Synchronization
 public import SystemPackage
 public import XenGnt
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A simulated Xen host: domains, their grant tables and memory, and the gntdev, gntalloc,
 /// udmabuf and DMA-heap drivers of each domain's kernel — behind the same seam XenGnt uses for
 /// the real kernel.
@@ -187,7 +183,7 @@ public final class XenSimulation: Sendable {
             while true {
                 if kernel.withLock({ _ in token.value.released }) { return 0 }
                 if ContinuousClock.now >= deadline { throw .timedOut }
-                usleep(200)
+                HostCalls.sleep(microseconds: 200)
             }
         }
     }

@@ -23,8 +23,7 @@ extension SimKernel {
             guard configuration.devices.contains(.dmaHeap) else { throw .noSuchFileOrDirectory }
             file = PlainFile(domain: domain, kind: .dmaHeap)
         case Paths.devNull:
-            let fd = Glibc.open(path, flags | O_CLOEXEC)
-            if fd < 0 { throw Errno(rawValue: errno) }
+            let fd = try HostCalls.open(path, flags: flags)
             register(fd, PlainFile(domain: domain, kind: .devNull))
             return fd
         default:
@@ -37,21 +36,20 @@ extension SimKernel {
 
     func close(_ fd: Int32, in domain: SimDomain) throws(Errno) {
         if files[fd] != nil, file(fd, in: domain) == nil { throw .badFileDescriptor }
-        if Glibc.close(fd) < 0 { throw Errno(rawValue: errno) }
+        try HostCalls.close(fd)
         unregister(fd)
     }
 
     func dup(_ fd: Int32, in domain: SimDomain) throws(Errno) -> Int32 {
         if files[fd] != nil, file(fd, in: domain) == nil { throw .badFileDescriptor }
-        let copy = cxg_fcntl_int(fd, F_DUPFD_CLOEXEC, 0)
-        if copy < 0 { throw Errno(rawValue: errno) }
+        let copy = try HostCalls.dup(fd)
         if let file = files[fd] { register(copy, file) }
         return copy
     }
 
     func dup3(_ oldFD: Int32, _ newFD: Int32, flags: Int32, in domain: SimDomain) throws(Errno) {
         if files[oldFD] != nil, file(oldFD, in: domain) == nil { throw .badFileDescriptor }
-        if cxg_dup3(oldFD, newFD, flags) < 0 { throw Errno(rawValue: errno) }
+        try HostCalls.dup3(oldFD, newFD, flags: flags)
         // The number now names the old descriptor's file; what it named loses a reference.
         unregister(newFD)
         if let file = files[oldFD] { register(newFD, file) }
@@ -60,10 +58,7 @@ extension SimKernel {
     func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64, in domain: SimDomain) throws(Errno) -> UnsafeMutableRawPointer {
         guard let file = file(fd, in: domain) else {
             if files[fd] != nil { throw .badFileDescriptor }
-            guard let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset)), address != MAP_FAILED else {
-                throw Errno(rawValue: errno)
-            }
-            return address
+            return try HostCalls.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
         }
         guard length > 0, offset >= 0, offset % Int64(xenPageSize) == 0 else { throw .invalidArgument }
         let pages = (length + xenPageSize - 1) / xenPageSize
@@ -123,10 +118,10 @@ extension SimKernel {
 
     func munmap(_ address: UnsafeMutableRawPointer, length: Int, in domain: SimDomain) throws(Errno) {
         guard let region = regions[UInt(bitPattern: address)], region.file.domain === domain else {
-            if Glibc.munmap(address, length) < 0 { throw Errno(rawValue: errno) }
+            try HostCalls.munmap(address, length: length)
             return
         }
-        if Glibc.munmap(address, region.length) < 0 { throw Errno(rawValue: errno) }
+        try HostCalls.munmap(address, length: region.length)
         regions[UInt(bitPattern: address)] = nil
         switch region.kind {
         case .gntdev(let map):
@@ -165,9 +160,7 @@ extension SimKernel {
             }
         }
         if files[fd] != nil, file(fd, in: domain) == nil { throw .badFileDescriptor }
-        let result = Glibc.lseek(fd, off_t(offset), whence)
-        if result < 0 { throw Errno(rawValue: errno) }
-        return Int64(result)
+        return try HostCalls.lseek(fd, offset: offset, whence: whence)
     }
 
     func readSmallFile(_ path: String, in domain: SimDomain) throws(Errno) -> String {

@@ -23,7 +23,7 @@ extension SimKernel {
     func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?, in domain: SimDomain) throws(Errno) -> IoctlOutcome {
         guard let file = file(fd, in: domain) else {
             // Not a simulated file: a real descriptor (memfd, socket) has no such ioctl.
-            if fcntl_getfd(fd) { throw .inappropriateIOCTLForDevice }
+            if HostCalls.isOpen(fd) { throw .inappropriateIOCTLForDevice }
             throw .badFileDescriptor
         }
         switch file {
@@ -83,7 +83,7 @@ extension SimKernel {
         let op = raw.assumingMemoryBound(to: ioctl_gntdev_map_grant_ref.self)
         let count = op.pointee.count
         try checkCount(count)
-        let refs = UnsafeRawPointer(cxg_map_grant_ref_refs(op)!).assumingMemoryBound(to: ioctl_gntdev_grant_ref.self)
+        let refs = (raw + MemoryLayout<ioctl_gntdev_map_grant_ref>.offset(of: \.refs)!).assumingMemoryBound(to: ioctl_gntdev_grant_ref.self)
         let grants = (0..<Int(count)).map { (domid: refs[$0].domid, ref: refs[$0].ref) }
         // gntdev_add_map: the first gap that fits (strictly) in index order.
         var index: UInt64 = 0
@@ -183,14 +183,14 @@ extension SimKernel {
                     bytes = page.read(at: offset, count: length)
                 } else if let virt = segment.source.virt {
                     // pin_user_pages of an unmapped address: EFAULT for the whole ioctl.
-                    guard isAccessible(virt, count: length) else { throw .badAddress }
+                    guard HostCalls.isAccessible(virt, count: length) else { throw .badAddress }
                     bytes = Array(UnsafeRawBufferPointer(start: virt, count: length))
                 } else {
                     throw .badAddress
                 }
                 if let (page, offset) = to {
                     page.write(bytes, at: offset)
-                } else if let virt = segment.dest.virt, isAccessible(virt, count: length) {
+                } else if let virt = segment.dest.virt, HostCalls.isAccessible(virt, count: length) {
                     virt.copyMemory(from: bytes, byteCount: length)
                 } else {
                     throw .badAddress
@@ -229,7 +229,7 @@ extension SimKernel {
         // which Xen refuses for auto-translated guests: every export fails (DESIGN.md §5).
         if file.domain.type != .arm, !configuration.x86ExportFix { throw .invalidArgument }
         let domid = op.pointee.domid
-        let refs = UnsafeRawPointer(cxg_exp_from_refs_refs(op)!).assumingMemoryBound(to: UInt32.self)
+        let refs = (raw + MemoryLayout<ioctl_gntdev_dmabuf_exp_from_refs>.offset(of: \.refs)!).assumingMemoryBound(to: UInt32.self)
         let grants = (0..<Int(count)).map { (domid: domid, ref: refs[$0]) }
         // Export always maps writable (lab `export-read-only-grant`).
         guard let mapped = mapGrants(grants, by: file.domain, writable: true) else { throw .invalidArgument }
@@ -267,7 +267,7 @@ extension SimKernel {
         // dma_buf_get: EBADF for a closed descriptor, EINVAL for one that is not a dma-buf
         // (lab `import-bad-input`).
         guard let buffer = files[fd] as? DmaBufFile, buffer.domain === file.domain else {
-            if files[fd] != nil || fcntl_getfd(fd) { throw .invalidArgument }
+            if files[fd] != nil || HostCalls.isOpen(fd) { throw .invalidArgument }
             throw .badFileDescriptor
         }
         // Lab `import-bad-input`: the count must match the buffer.
@@ -284,7 +284,7 @@ extension SimKernel {
                 throw error
             }
         }
-        let out = UnsafeMutableRawPointer(cxg_imp_to_refs_refs(op)!).assumingMemoryBound(to: UInt32.self)
+        let out = (raw + MemoryLayout<ioctl_gntdev_dmabuf_imp_to_refs>.offset(of: \.refs)!).assumingMemoryBound(to: UInt32.self)
         for (i, ref) in refs.enumerated() { out[i] = ref }
         buffer.references += 1
         file.imports.insert(ImportRecord(fdNumber: fd, buffer: buffer, refs: refs), at: 0)
@@ -338,7 +338,7 @@ extension SimKernel {
         gntallocPages += count
         file.grefs.append(contentsOf: grefs)
         op.pointee.index = index
-        let ids = UnsafeMutableRawPointer(cxg_alloc_gref_ids(op)!).assumingMemoryBound(to: UInt32.self)
+        let ids = (raw + MemoryLayout<ioctl_gntalloc_alloc_gref>.offset(of: \.gref_ids)!).assumingMemoryBound(to: UInt32.self)
         for (i, gref) in grefs.enumerated() { ids[i] = gref.ref }
         return 0
     }
@@ -412,17 +412,14 @@ extension SimKernel {
         let memfd = Int32(bitPattern: op.memfd)
         // udmabuf wants a memfd sealed against shrinking and not against writing (lab
         // `dmabuf-sync-name` shows an unsealed one refused; `import-udmabuf` uses XenGnt's).
-        let seals = cxg_fcntl_int(memfd, Int32(CXG_F_GET_SEALS), 0)
-        if seals < 0 { throw .badFileDescriptor }
+        guard let seals = try? HostCalls.fcntl(memfd, command: Int32(CXG_F_GET_SEALS), argument: 0) else { throw .badFileDescriptor }
         if seals & Int32(CXG_F_SEAL_SHRINK) == 0 || seals & Int32(CXG_F_SEAL_WRITE) != 0 { throw .invalidArgument }
         let size = Int(op.size), offset = Int(op.offset)
         if size == 0 || size % xenPageSize != 0 || offset % xenPageSize != 0 { throw .invalidArgument }
-        var info = stat()
-        if Glibc.fstat(memfd, &info) < 0 || offset + size > Int(info.st_size) { throw .invalidArgument }
+        guard let info = try? HostCalls.fstat(memfd), offset + size <= Int(info.st_size) else { throw .invalidArgument }
         // A new open file description of the same memfd: the dma-buf's descriptor and the pages
         // it exports alias the caller's memfd, in and out of the seam.
-        let backing = Glibc.open("/proc/self/fd/\(memfd)", O_RDWR | O_CLOEXEC)
-        if backing < 0 { throw Errno(rawValue: errno) }
+        let backing = try HostCalls.reopen(memfd)
         let memory = MemoryObject(fd: backing)
         let pages = (0..<(size / xenPageSize)).map { Page(memory: memory, index: offset / xenPageSize + $0) }
         let buffer = DmaBufFile(domain: domain, pages: pages, origin: .udmabuf)
@@ -446,11 +443,6 @@ extension SimKernel {
         op.pointee.fd = UInt32(bitPattern: fd)
         return 0
     }
-}
-
-/// Whether `fd` is an open descriptor of this process.
-func fcntl_getfd(_ fd: Int32) -> Bool {
-    cxg_fcntl_int(fd, F_GETFD, 0) >= 0
 }
 
 extension Optional where Wrapped == UnsafeMutableRawPointer {

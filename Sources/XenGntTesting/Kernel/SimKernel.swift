@@ -323,18 +323,16 @@ final class SimKernel: @unchecked Sendable {
     /// mappable), or a memfd of `size` bytes for dma-bufs so `lseek` works even outside the seam.
     func newDescriptor(size: Int? = nil) throws(Errno) -> Int32 {
         if let size {
-            let fd = cxg_memfd_create("xengnt-sim-dmabuf", UInt32(CXG_MFD_CLOEXEC))
-            if fd < 0 { throw Errno(rawValue: errno) }
-            if Glibc.ftruncate(fd, off_t(size)) < 0 {
-                let failure = Errno(rawValue: errno)
-                Glibc.close(fd)
-                throw failure
+            let fd = try HostCalls.memfdCreate("xengnt-sim-dmabuf")
+            do throws(Errno) {
+                try HostCalls.ftruncate(fd, length: Int64(size))
+            } catch {
+                try? HostCalls.close(fd)
+                throw error
             }
             return fd
         }
-        let fd = cxg_eventfd(0, O_CLOEXEC)
-        if fd < 0 { throw Errno(rawValue: errno) }
-        return fd
+        return try HostCalls.eventfd()
     }
 
     // MARK: Grants

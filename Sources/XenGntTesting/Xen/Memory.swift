@@ -1,4 +1,3 @@
-internal import CXenGnt
 import SystemPackage
 import XenGnt
 
@@ -15,36 +14,26 @@ final class MemoryObject: @unchecked Sendable {
     init(fd: Int32) { self.fd = fd }
 
     static func create(name: String, bytes: Int) throws(Errno) -> MemoryObject {
-        let fd = cxg_memfd_create(name, UInt32(CXG_MFD_CLOEXEC))
-        if fd < 0 { throw Errno(rawValue: errno) }
-        let object = MemoryObject(fd: fd)
+        let object = MemoryObject(fd: try HostCalls.memfdCreate(name))
         if bytes > 0 { try object.resize(bytes) }
         return object
     }
 
     func resize(_ bytes: Int) throws(Errno) {
-        if Glibc.ftruncate(fd, off_t(bytes)) < 0 { throw Errno(rawValue: errno) }
+        try HostCalls.ftruncate(fd, length: Int64(bytes))
     }
 
     func read(at offset: Int, count: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        _ = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        bytes.withUnsafeMutableBytes { try? HostCalls.pread(fd, into: $0.baseAddress!, count: count, at: offset) }
         return bytes
     }
 
     func write(_ bytes: [UInt8], at offset: Int) {
-        _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, bytes.count, off_t(offset)) }
+        bytes.withUnsafeBytes { try? HostCalls.pwrite(fd, from: $0.baseAddress!, count: bytes.count, at: offset) }
     }
 
-    func copy(from address: UnsafeRawPointer, count: Int, at offset: Int) {
-        _ = pwrite(fd, address, count, off_t(offset))
-    }
-
-    func copy(to address: UnsafeMutableRawPointer, count: Int, at offset: Int) {
-        _ = pread(fd, address, count, off_t(offset))
-    }
-
-    deinit { Glibc.close(fd) }
+    deinit { try? HostCalls.close(fd) }
 }
 
 /// One 4 KiB page of a memory object.
@@ -67,32 +56,21 @@ struct Page {
 /// `MAP_FIXED | MAP_SHARED` (runs of consecutive pages of one object in one call).
 func mapPages(_ pages: [Page], protection: Int32) throws(Errno) -> UnsafeMutableRawPointer {
     let length = pages.count * xenPageSize
-    guard let base = Glibc.mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
-        throw Errno(rawValue: errno)
-    }
+    let base = try HostCalls.reserve(length: length)
     var start = 0
     while start < pages.count {
         var end = start + 1
         while end < pages.count, pages[end].memory === pages[start].memory, pages[end].index == pages[end - 1].index + 1 {
             end += 1
         }
-        let address = Glibc.mmap(base + start * xenPageSize, (end - start) * xenPageSize, protection,
-                                 MAP_FIXED | MAP_SHARED, pages[start].memory.fd, off_t(pages[start].byteOffset))
-        if address == MAP_FAILED {
-            let failure = Errno(rawValue: errno)
-            Glibc.munmap(base, length)
-            throw failure
+        do throws(Errno) {
+            try HostCalls.mapShared(at: base + start * xenPageSize, length: (end - start) * xenPageSize, protection: protection,
+                                    fd: pages[start].memory.fd, offset: pages[start].byteOffset)
+        } catch {
+            try? HostCalls.munmap(base, length: length)
+            throw error
         }
         start = end
     }
     return base
-}
-
-/// Whether `[address, address + count)` is mapped memory of this process.
-func isAccessible(_ address: UnsafeRawPointer, count: Int) -> Bool {
-    let page = UInt(bitPattern: address) & ~UInt(xenPageSize - 1)
-    let end = UInt(bitPattern: address) + UInt(max(count, 1))
-    let pages = Int((end - page + UInt(xenPageSize) - 1) / UInt(xenPageSize))
-    var vector = [UInt8](repeating: 0, count: pages)
-    return vector.withUnsafeMutableBufferPointer { mincore(UnsafeMutableRawPointer(bitPattern: page), pages * xenPageSize, $0.baseAddress) } == 0
 }
