@@ -50,6 +50,45 @@ struct Page {
     func write(_ bytes: [UInt8], at offset: Int) {
         memory.write(bytes, at: byteOffset + offset)
     }
+
+    /// Copies `count` bytes at `offset` of the page to a caller's address, as `copy_to_user`
+    /// does: `EFAULT` when the address is not writable.
+    func copy(to address: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(Errno) {
+        try HostCalls.pread(memory.fd, into: address, count: count, at: byteOffset + offset)
+    }
+
+    /// Copies `count` bytes from a caller's address into the page at `offset`, as
+    /// `copy_from_user` does: `EFAULT` when the address is not readable.
+    func copy(from address: UnsafeRawPointer, count: Int, at offset: Int) throws(Errno) {
+        try HostCalls.pwrite(memory.fd, from: address, count: count, at: byteOffset + offset)
+    }
+}
+
+/// A domain's RAM: pages of one memfd, handed out and taken back (freed pages are reused,
+/// zeroed).
+final class DomainMemory {
+    let object: MemoryObject
+    private var pageCount = 0
+    private var freePages: [Int] = []
+
+    init(domain: UInt16) throws(Errno) {
+        object = try MemoryObject.create(name: "xengnt-sim-dom\(domain)", bytes: 0)
+    }
+
+    func allocatePage() throws(Errno) -> Page {
+        if let index = freePages.popLast() {
+            let page = Page(memory: object, index: index)
+            page.write([UInt8](repeating: 0, count: xenPageSize), at: 0)
+            return page
+        }
+        try object.resize((pageCount + 1) * xenPageSize)
+        pageCount += 1
+        return Page(memory: object, index: pageCount - 1)
+    }
+
+    func free(_ page: Page) {
+        if page.memory === object { freePages.append(page.index) }
+    }
 }
 
 /// Maps `pages` contiguously into this process, each page over its memory object with
