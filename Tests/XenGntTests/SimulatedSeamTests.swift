@@ -139,6 +139,17 @@ extension Simulated {
             #expect(throws: Errno.isDirectory) { _ = try calls.open("/dev/xen", flags: O_RDWR, mode: 0) }
         }
 
+        @Test func theSimulatorsOwnDescriptorsDoNotExistForAProcess() throws {
+            let host = try Host()
+            _ = try host.backend.grantPages(1, to: host.frontend.id)
+            let memory = try #require(openDescriptors().first { (try? String(contentsOfLink: $0))?.contains("xengnt-sim-dom2") == true })
+            let calls = host.frontend.system.calls
+            #expect(throws: Errno.badFileDescriptor) { try calls.close(memory) }
+            #expect(throws: Errno.badFileDescriptor) { _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: memory, offset: 0) }
+            #expect(throws: Errno.badFileDescriptor) { try calls.dup3(memory, memory, flags: 0) }
+            #expect(isOpen(memory))
+        }
+
         @Test func aDeviceWithoutReadWriteOrSeekSaysSo() throws {
             let host = try Host()
             let calls = host.backend.system.calls

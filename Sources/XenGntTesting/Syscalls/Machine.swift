@@ -32,7 +32,7 @@ struct Context {
 
     /// What `fd` names for this process.
     func lookup(_ fd: Int32) -> Lookup {
-        guard let descriptor = machine.descriptors[fd] else { return .host }
+        guard let descriptor = machine.descriptors[fd] else { return SimulatorDescriptors.contains(fd) ? .foreign : .host }
         return descriptor.process === process ? .file(descriptor.file) : .foreign
     }
 
@@ -56,7 +56,8 @@ struct Context {
 enum Lookup {
     /// A simulated file of this process.
     case file(OpenFile)
-    /// A number another simulated process holds (not in this process's table).
+    /// A number another simulated process holds, or the simulator itself (not in this
+    /// process's table).
     case foreign
     /// A number the simulation does not know: a descriptor the test opened itself and handed
     /// to this process, passed to the host.
