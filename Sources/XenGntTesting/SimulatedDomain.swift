@@ -35,7 +35,7 @@ public struct SimulatedDomain: Sendable, Hashable {
     /// The domain's main process: pass to `GrantDevice(on:)`, `GrantAllocator(on:)`,
     /// `DmaBuf.udmabuf(pages:on:)`.
     public var system: XenSystem {
-        XenSystem(ProcessSystemCalls(simulation: simulation, serial: mainProcess), domainID: id)
+        XenSystem(ProcessSystemCalls(simulation: simulation, serial: .serial(mainProcess)), domainID: id)
     }
 
     /// The domain's kernel build and module parameters; a change applies to the next call

@@ -36,7 +36,7 @@ public struct SimulatedProcess: Sendable, Hashable {
 
     /// Where its calls go: pass to `GrantDevice(on:)` and the like.
     public var system: XenSystem {
-        XenSystem(ProcessSystemCalls(simulation: simulation, serial: serial), domainID: domain)
+        XenSystem(ProcessSystemCalls(simulation: simulation, serial: .serial(serial)), domainID: domain)
     }
 
     /// Whether it still runs (not killed, its domain not destroyed).

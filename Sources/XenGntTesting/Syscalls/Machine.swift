@@ -13,6 +13,14 @@ struct FaultRule {
     let domain: UInt16?
 }
 
+/// Which process a seam's calls are made by.
+enum ProcessName: Sendable {
+    case serial(UInt64)
+    /// The main process of whatever domain has this id when the call is made (a system asked
+    /// for before the domain was added).
+    case mainProcess(of: UInt16)
+}
+
 /// A descriptor number of the host process, as the simulation sees it: which simulated process
 /// holds it and which simulated file it names.
 struct Descriptor {
@@ -94,11 +102,18 @@ final class Machine: @unchecked Sendable {
 
     // MARK: Calls
 
-    /// The context of a seam call of process `serial`: `ENODEV` when it names no domain,
-    /// `ESRCH` once the process is dead (no host resource is touched), `EIO` once its kernel
-    /// oopsed.
-    func context(of serial: UInt64) throws(Errno) -> Context {
-        guard serial != 0 else { throw .noDevice }
+    /// The context of a seam call of process `name`: `ENODEV` when it names a domain the
+    /// simulation does not have, `ESRCH` once the process is dead (no host resource is
+    /// touched), `EIO` once its kernel oopsed.
+    func context(of name: ProcessName) throws(Errno) -> Context {
+        let serial: UInt64
+        switch name {
+        case .serial(let number):
+            serial = number
+        case .mainProcess(let domain):
+            guard let kernel = kernels[domain], kernel.domain.state != .gone else { throw .noDevice }
+            serial = kernel.mainSerial
+        }
         guard let process = processes[serial], process.isAlive else { throw .noSuchProcess }
         if process.kernel.oops != nil { throw .ioError }
         return Context(machine: self, process: process)
