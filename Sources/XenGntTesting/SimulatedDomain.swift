@@ -23,10 +23,12 @@ public struct SimulatedDomain: Sendable, Hashable {
         self.mainProcess = mainProcess
     }
 
+    /// The same domain of the same simulation (not a later one with its id).
     public static func == (a: SimulatedDomain, b: SimulatedDomain) -> Bool {
         a.simulation === b.simulation && a.serial == b.serial
     }
 
+    /// Hashes the simulation and the domain.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(ObjectIdentifier(simulation))
         hasher.combine(serial)

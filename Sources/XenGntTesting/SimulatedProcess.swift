@@ -25,10 +25,12 @@ public struct SimulatedProcess: Sendable, Hashable {
         self.serial = serial
     }
 
+    /// The same process of the same simulation.
     public static func == (a: SimulatedProcess, b: SimulatedProcess) -> Bool {
         a.simulation === b.simulation && a.serial == b.serial
     }
 
+    /// Hashes the simulation and the process.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(ObjectIdentifier(simulation))
         hasher.combine(serial)

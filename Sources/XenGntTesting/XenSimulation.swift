@@ -34,6 +34,7 @@ public final class XenSimulation: Sendable {
         /// Destroyed, and nothing of it is left.
         case gone
 
+        /// `running`, `crashed`, `dying` or `gone`.
         public var description: String {
             switch self {
             case .running: "running"
