@@ -52,7 +52,7 @@ extension Simulated {
             #expect(host.xen.census().isClean)
         }
 
-        @Test func aBlockedPollIsWokenByAWriteThroughTheSeamAndBlocksNothingElse() throws {
+        @Test func aBlockedPollIsWokenByAWriteThroughTheSeamAndBlocksNothingElse() async throws {
             let host = try Host()
             let calls = host.backend.system.calls
             let fd = try calls.eventfd(initialValue: 0, flags: 0)
@@ -65,15 +65,13 @@ extension Simulated {
             try mapping.unmap()
             _ = host.xen.census()
             #expect(outcome.done.wait(timeout: .now()) == .timedOut, "still blocked")
-            let writer = DispatchSemaphore(value: 0)
-            DispatchQueue.global().async {
+            let writer = Task.detached {
                 var one: UInt64 = 1
-                _ = try? withUnsafeBytes(of: &one) { try calls.write(fd, from: $0) }
-                writer.signal()
+                return try withUnsafeBytes(of: &one) { try calls.write(fd, from: $0) }
             }
             #expect(outcome.done.wait(timeout: .now() + .seconds(10)) == .success)
-            #expect(writer.wait(timeout: .now() + .seconds(10)) == .success)
             #expect(try outcome.result?.get() == Int16(POLLIN))
+            #expect(try await writer.value == 8)
         }
 
         @Test func killingAProcessEndsItsBlockedPollWithESRCH() throws {
