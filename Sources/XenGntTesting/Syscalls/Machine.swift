@@ -97,6 +97,8 @@ final class Machine: @unchecked Sendable {
         for kernel in kernels.values {
             kernel.liveFiles.removeAll()
             kernel.processes.removeAll()
+            // Two domains mapping each other's pages refer to each other through maptrack.
+            kernel.domain.maptrack.removeAll()
         }
     }
 
