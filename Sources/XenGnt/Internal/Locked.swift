@@ -1,4 +1,4 @@
-package import Synchronization
+import Synchronization
 
 /// A `Mutex` that ThreadSanitizer understands.
 ///

@@ -110,8 +110,9 @@ extension Simulated {
 /// Closes what the seeded bug leaked (descriptors on /dev/null opened after the test began).
 private func closeLeakedPlaceholders(except baseline: Set<Int32>) {
     for fd in openDescriptors().subtracting(baseline) {
-        var buffer = [CChar](repeating: 0, count: 64)
-        if readlink("/proc/self/fd/\(fd)", &buffer, 63) > 0, String(cString: buffer) == "/dev/null" {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let length = buffer.withUnsafeMutableBufferPointer { readlink("/proc/self/fd/\(fd)", $0.baseAddress!, 63) }
+        if length > 0, String(decoding: buffer[..<length], as: UTF8.self) == "/dev/null" {
             close(fd)
         }
     }
