@@ -7,7 +7,7 @@ import XenGntTesting
 
 let framePages = (1920 * 1080 * 4 + xenPageSize - 1) / xenPageSize   // 2025 pages
 
-func run() throws(XenGntError) {
+func run() throws {
     let xen = XenSimulation()
     let frontend = try xen.addDomain(1, type: .pvh)
     let backend = try xen.addDomain(2, type: .pvh)

@@ -16,15 +16,13 @@ final class SimulatedWorld: ConformanceWorld {
     private let store = Mutex<[String: String]>([:])
 
     init() throws {
-        var configuration = XenSimulation.Configuration()
-        configuration.gntallocLimit = 8192   // xen_gntalloc.limit on the lab's command lines
-        xen = XenSimulation(configuration)
+        xen = XenSimulation()
         for role in LabRole.allCases {
-            try xen.addDomain(ids[role]!, type: role.guestType)
+            try xen.addDomain(ids[role]!, type: role.guestType, kernel: .lab)   // xen_gntalloc.limit=8192
         }
     }
 
-    func system(for role: LabRole) -> XenSystem { xen.domain(ids[role]!) }
+    func system(for role: LabRole) -> XenSystem { xen.system(of: ids[role]!) }
     func domainID(of role: LabRole) -> DomainID { ids[role]! }
     func write(_ key: String, _ value: String, as role: LabRole) async throws {
         // xenstored accepts only these characters in a path (and 4 KiB per value).

@@ -42,9 +42,9 @@ extension Simulated {
             #expect(frame?.cause == .gntallocLimit(limit: 8))
             #expect(frame?.description.contains("xen_gntalloc") == true)
             let first = try allocator.share(pages: 6, with: host.frontend.id)
-            let other = try GrantAllocator(on: host.backend.system)
+            let other = try GrantAllocator(on: host.dom0.system)
             let error = expectFailure { _ = try other.share(pages: 3, with: host.frontend.id) }
-            #expect(error?.errno == .noSpace, "the limit is global: another file's pages count")
+            #expect(error?.errno == .noSpace, "the limit is global to the kernel: another file's pages count")
             #expect(error?.cause == .gntallocLimit(limit: 8))
             try first.unshare()
             _ = try other.share(pages: 3, with: host.frontend.id)

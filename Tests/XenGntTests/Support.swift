@@ -14,20 +14,20 @@ import Glibc
 @Suite(.serialized) enum Simulated {}
 
 /// A simulated host with the usual cast: a PVH frontend (dom1), a PVH backend (dom2) and a PV
-/// Dom0.
+/// Dom0, each running `kernel` as configured.
 struct Host {
     let xen: XenSimulation
     let frontend: SimulatedDomain
     let backend: SimulatedDomain
     let dom0: SimulatedDomain
 
-    init(_ configure: (inout XenSimulation.Configuration) -> Void = { _ in }) throws {
-        var configuration = XenSimulation.Configuration()
-        configure(&configuration)
-        xen = XenSimulation(configuration)
-        dom0 = try xen.addDomain(0, type: .pv)
-        frontend = try xen.addDomain(1, type: .pvh)
-        backend = try xen.addDomain(2, type: .pvh)
+    init(maxGrantFrames: Int = 64, _ configure: (inout SimulatedKernel) -> Void = { _ in }) throws {
+        var kernel = SimulatedKernel()
+        configure(&kernel)
+        xen = XenSimulation(maxGrantFrames: maxGrantFrames)
+        dom0 = try xen.addDomain(0, type: .pv, kernel: kernel)
+        frontend = try xen.addDomain(1, type: .pvh, kernel: kernel)
+        backend = try xen.addDomain(2, type: .pvh, kernel: kernel)
     }
 
     /// The backend's gntdev.
