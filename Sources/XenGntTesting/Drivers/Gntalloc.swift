@@ -75,8 +75,6 @@ final class GntallocFile: DeviceFile {
         // The limit counts every gntalloc file of this kernel (lab `gntalloc-limit`: ENOSPC; a
         // count of 0 is accepted and takes no index).
         if count > limit || kernel.gntallocPages > limit || count > limit - kernel.gntallocPages { throw .noSpace }
-        let ids = try UserMemory.array(of: UInt32.self, at: argument!,
-                                       offset: MemoryLayout<ioctl_gntalloc_alloc_gref>.offset(of: \.gref_ids)!, count: count)
         // A full grant table fails the request (gnttab_grant_foreign_access: ENOSPC).
         guard domain.grantTable.available >= count else { throw .noSpace }
         let readOnly = op.flags & UInt16(GNTALLOC_FLAG_WRITABLE) == 0
@@ -97,6 +95,10 @@ final class GntallocFile: DeviceFile {
         kernel.gntallocPages += count
         self.grefs.append(contentsOf: grefs)
         UserMemory.store(index, at: argument, offset: MemoryLayout<ioctl_gntalloc_alloc_gref>.offset(of: \.index)!)
+        // copy_to_user of the ids comes last: if it faults the pages stay allocated in this
+        // file (the kernel cannot take them back safely), and the caller gets EFAULT.
+        let ids = try UserMemory.array(of: UInt32.self, at: argument!,
+                                       offset: MemoryLayout<ioctl_gntalloc_alloc_gref>.offset(of: \.gref_ids)!, count: count)
         for (i, gref) in grefs.enumerated() { ids[i] = gref.entry.ref }
         return 0
     }

@@ -69,6 +69,8 @@ struct Page {
 final class DomainMemory {
     let object: MemoryObject
     private var pageCount = 0
+    /// Pages the memfd has room for (it grows sparsely, by doubling).
+    private var capacity = 0
     private var freePages: [Int] = []
 
     init(domain: UInt16) throws(Errno) {
@@ -81,7 +83,11 @@ final class DomainMemory {
             page.write([UInt8](repeating: 0, count: xenPageSize), at: 0)
             return page
         }
-        try object.resize((pageCount + 1) * xenPageSize)
+        if pageCount == capacity {
+            let grown = max(64, capacity * 2)
+            try object.resize(grown * xenPageSize)
+            capacity = grown
+        }
         pageCount += 1
         return Page(memory: object, index: pageCount - 1)
     }
