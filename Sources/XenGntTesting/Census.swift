@@ -10,7 +10,9 @@ extension XenSimulation {
     public struct Census: Sendable, Hashable, CustomStringConvertible {
         /// What one domain holds.
         public struct Domain: Sendable, Hashable, CustomStringConvertible {
+            /// The domain.
             public let id: DomainID
+            /// What Xen says of it.
             public var state: DomainState
             /// Descriptor numbers its processes hold.
             public var descriptors = 0
@@ -38,6 +40,7 @@ extension XenSimulation {
             /// What oopsed its kernel, if it did.
             public var oops: String?
 
+            /// A domain that holds nothing.
             public init(id: DomainID, state: DomainState) {
                 self.id = id
                 self.state = state
@@ -99,17 +102,27 @@ extension XenSimulation {
 
         private func total(_ count: (Domain) -> Int) -> Int { domains.reduce(0) { $0 + count($1) } }
 
-        /// Totals over every domain.
+        /// Descriptors, every domain together.
         public var descriptors: Int { total(\.descriptors) }
+        /// Open files, every domain together.
         public var openFiles: Int { total(\.openFiles) }
+        /// Live processes, every domain together.
         public var processes: Int { total(\.processes) }
+        /// Memory mappings, every domain together.
         public var memoryMappings: Int { total(\.memoryMappings) }
+        /// gntdev grant maps, every domain together.
         public var grantMaps: Int { total(\.grantMaps) }
+        /// gntdev dma-buf exports, every domain together.
         public var exports: Int { total(\.exports) }
+        /// gntdev dma-buf imports, every domain together.
         public var imports: Int { total(\.imports) }
+        /// gntalloc pages, every domain's kernel together.
         public var gntallocPages: Int { total(\.gntallocPages) }
+        /// Grant-table entries, every domain together.
         public var grants: Int { total(\.grants) }
+        /// Maptrack entries, every domain together.
         public var foreignMappings: Int { total(\.foreignMappings) }
+        /// Event channel ports bound, every domain together.
         public var eventChannelPorts: Int { total(\.eventChannelPorts) }
     }
 

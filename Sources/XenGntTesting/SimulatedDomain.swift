@@ -23,10 +23,12 @@ public struct SimulatedDomain: Sendable, Hashable {
         self.mainProcess = mainProcess
     }
 
+    /// The same domain of the same simulation (not a later one with its id).
     public static func == (a: SimulatedDomain, b: SimulatedDomain) -> Bool {
         a.simulation === b.simulation && a.serial == b.serial
     }
 
+    /// Hashes the simulation and the domain.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(ObjectIdentifier(simulation))
         hasher.combine(serial)
@@ -35,7 +37,7 @@ public struct SimulatedDomain: Sendable, Hashable {
     /// The domain's main process: pass to `GrantDevice(on:)`, `GrantAllocator(on:)`,
     /// `DmaBuf.udmabuf(pages:on:)`.
     public var system: XenSystem {
-        XenSystem(ProcessSystemCalls(simulation: simulation, serial: mainProcess), domainID: id)
+        XenSystem(ProcessSystemCalls(simulation: simulation, serial: .serial(mainProcess)), domainID: id)
     }
 
     /// The domain's kernel build and module parameters; a change applies to the next call

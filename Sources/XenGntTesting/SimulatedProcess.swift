@@ -25,10 +25,12 @@ public struct SimulatedProcess: Sendable, Hashable {
         self.serial = serial
     }
 
+    /// The same process of the same simulation.
     public static func == (a: SimulatedProcess, b: SimulatedProcess) -> Bool {
         a.simulation === b.simulation && a.serial == b.serial
     }
 
+    /// Hashes the simulation and the process.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(ObjectIdentifier(simulation))
         hasher.combine(serial)
@@ -36,7 +38,7 @@ public struct SimulatedProcess: Sendable, Hashable {
 
     /// Where its calls go: pass to `GrantDevice(on:)` and the like.
     public var system: XenSystem {
-        XenSystem(ProcessSystemCalls(simulation: simulation, serial: serial), domainID: domain)
+        XenSystem(ProcessSystemCalls(simulation: simulation, serial: .serial(serial)), domainID: domain)
     }
 
     /// Whether it still runs (not killed, its domain not destroyed).

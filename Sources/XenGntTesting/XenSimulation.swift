@@ -34,6 +34,7 @@ public final class XenSimulation: Sendable {
         /// Destroyed, and nothing of it is left.
         case gone
 
+        /// `running`, `crashed`, `dying` or `gone`.
         public var description: String {
             switch self {
             case .running: "running"
@@ -80,11 +81,12 @@ public final class XenSimulation: Sendable {
     }
 
     /// Where to open devices as the main process of domain `id`: pass it to
-    /// `GrantDevice(on:)`, `GrantAllocator(on:)` and the `DmaBuf` constructors. Calls on a
-    /// domain that was never added fail with `ENODEV`; on a destroyed one with `ESRCH`.
+    /// `GrantDevice(on:)`, `GrantAllocator(on:)` and the `DmaBuf` constructors. Calls fail with
+    /// `ENODEV` while the simulation has no such domain, and with `ESRCH` once it is destroyed.
     public func system(of id: DomainID) -> XenSystem {
-        let serial = machine.withLock { machine in machine.kernels[id.rawValue]?.mainSerial ?? 0 }
-        return XenSystem(ProcessSystemCalls(simulation: self, serial: serial), domainID: id)
+        let serial = machine.withLock { machine in machine.kernels[id.rawValue]?.mainSerial }
+        return XenSystem(ProcessSystemCalls(simulation: self, serial: serial.map(ProcessName.serial) ?? .mainProcess(of: id.rawValue)),
+                         domainID: id)
     }
 
     /// What Xen says of domain `id`; `nil` if the simulation never had it.

@@ -65,6 +65,16 @@ extension Simulated {
             #expect(frame.byteCount == 2 * 4096)
         }
 
+        @Test func aSystemAskedForBeforeItsDomainIsAddedWorksOnceItIs() throws {
+            let xen = XenSimulation()
+            let early = xen.system(of: 9)
+            #expect(early.domainID == 9)
+            #expect(throws: Errno.noDevice) { _ = try early.calls.readSmallFile(Paths.hypervisorType) }
+            try xen.addDomain(9, type: .hvm)
+            #expect(try early.calls.readSmallFile(Paths.guestType) == "HVM\n")
+            #expect(xen.system(of: 9).domainID == 9 && xen.existingDomain(9)?.system.domainID == 9)
+        }
+
         @Test func aModuleParameterChangeAppliesToTheNextCall() throws {
             let host = try Host()
             let calls = host.backend.system.calls

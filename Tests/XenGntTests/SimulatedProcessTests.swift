@@ -172,6 +172,36 @@ extension Simulated {
         }
     }
 
+    @Suite struct Teardown {
+        /// Whatever a test leaves behind, the simulation's own descriptors (domains' memory) go
+        /// with it; the descriptors it handed out are whoever took them.
+        @Test func aSimulationLeftDirtyStillClosesItsOwnMemory() throws {
+            func simulatorMemory() -> [Int32] {
+                openDescriptors().filter { (try? String(contentsOfLink: $0))?.contains("xengnt-sim-dom") == true }
+            }
+            let before = simulatorMemory()
+            var handedOut: [Int32] = []
+            var mapped: [UnsafeMutableRawPointer] = []
+            do {
+                let host = try Host()
+                // dom1 and dom2 map each other's pages, and nobody cleans up.
+                for (mapper, owner) in [(host.frontend, host.backend), (host.backend, host.frontend)] {
+                    let refs = try owner.grantPages(1, to: mapper.id)
+                    let raw = Raw(mapper.system)
+                    let fd = try raw.open(Paths.gntdev)
+                    let index = try raw.mapGrantRef(fd, [(domid: UInt32(owner.id.rawValue), ref: refs[0].rawValue)]).get()
+                    mapped.append(try raw.mmap(fd, pages: 1, offset: index).get())
+                    handedOut.append(fd)
+                }
+                #expect(host.xen.mappings(by: host.frontend.id, of: host.backend.id) == 1)
+                #expect(simulatorMemory().count == before.count + 3)
+            }
+            #expect(simulatorMemory() == before)
+            for address in mapped { munmap(address, 4096) }
+            for fd in handedOut { close(fd) }
+        }
+    }
+
     @Suite struct CensusReports {
         @Test func theCensusSaysWhatIsLeftPerDomain() throws {
             let host = try Host()

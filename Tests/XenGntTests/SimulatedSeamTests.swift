@@ -52,7 +52,7 @@ extension Simulated {
             #expect(host.xen.census().isClean)
         }
 
-        @Test func aBlockedPollIsWokenByAWriteThroughTheSeamAndBlocksNothingElse() throws {
+        @Test func aBlockedPollIsWokenByAWriteThroughTheSeamAndBlocksNothingElse() async throws {
             let host = try Host()
             let calls = host.backend.system.calls
             let fd = try calls.eventfd(initialValue: 0, flags: 0)
@@ -65,15 +65,13 @@ extension Simulated {
             try mapping.unmap()
             _ = host.xen.census()
             #expect(outcome.done.wait(timeout: .now()) == .timedOut, "still blocked")
-            let writer = DispatchSemaphore(value: 0)
-            DispatchQueue.global().async {
+            let writer = Task.detached {
                 var one: UInt64 = 1
-                _ = try? withUnsafeBytes(of: &one) { try calls.write(fd, from: $0) }
-                writer.signal()
+                return try withUnsafeBytes(of: &one) { try calls.write(fd, from: $0) }
             }
             #expect(outcome.done.wait(timeout: .now() + .seconds(10)) == .success)
-            #expect(writer.wait(timeout: .now() + .seconds(10)) == .success)
             #expect(try outcome.result?.get() == Int16(POLLIN))
+            #expect(try await writer.value == 8)
         }
 
         @Test func killingAProcessEndsItsBlockedPollWithESRCH() throws {
@@ -137,6 +135,17 @@ extension Simulated {
             #expect(throws: Errno.noSuchFileOrDirectory) { _ = try calls.connectUnixSocket("/var/run/xenstored/socket") }
             #expect(throws: Errno.connectionRefused) { _ = try calls.connectUnixSocket("/dev/xen/gntdev") }
             #expect(throws: Errno.isDirectory) { _ = try calls.open("/dev/xen", flags: O_RDWR, mode: 0) }
+        }
+
+        @Test func theSimulatorsOwnDescriptorsDoNotExistForAProcess() throws {
+            let host = try Host()
+            _ = try host.backend.grantPages(1, to: host.frontend.id)
+            let memory = try #require(openDescriptors().first { (try? String(contentsOfLink: $0))?.contains("xengnt-sim-dom2") == true })
+            let calls = host.frontend.system.calls
+            #expect(throws: Errno.badFileDescriptor) { try calls.close(memory) }
+            #expect(throws: Errno.badFileDescriptor) { _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: memory, offset: 0) }
+            #expect(throws: Errno.badFileDescriptor) { try calls.dup3(memory, memory, flags: 0) }
+            #expect(isOpen(memory))
         }
 
         @Test func aDeviceWithoutReadWriteOrSeekSaysSo() throws {

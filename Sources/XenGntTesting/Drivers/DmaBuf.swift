@@ -35,12 +35,6 @@ final class DmaBufFile: OpenFile {
 
     var size: Int { pages.count * xenPageSize }
 
-    /// Xen's mappings of the foreign pages of a gntdev export (none for other exporters).
-    var foreignMaps: [MaptrackEntry] {
-        if case .gntdev(_, let maps) = exporter { return maps }
-        return []
-    }
-
     /// Unmaps a gntdev export's foreign pages: at release, or when Xen tears down a dying
     /// domain's mappings first.
     func dropForeignMaps(_ hypervisor: Hypervisor) {

@@ -30,6 +30,7 @@ final class Process {
     func deathEventfd() throws(Errno) -> Int32 {
         if let deathSignal { return deathSignal }
         let fd = try HostCalls.eventfd(initialValue: isAlive ? 0 : 1)
+        SimulatorDescriptors.insert(fd)
         deathSignal = fd
         return fd
     }
@@ -42,6 +43,9 @@ final class Process {
     }
 
     deinit {
-        if let deathSignal { try? HostCalls.close(deathSignal) }
+        if let deathSignal {
+            SimulatorDescriptors.remove(deathSignal)
+            try? HostCalls.close(deathSignal)
+        }
     }
 }

@@ -22,7 +22,7 @@ private let alwaysReported = Int16(POLLERR | POLLHUP | POLLNVAL)
 /// simulator's lock, so a blocked call never blocks another simulated call. Each also waits on
 /// its process's death eventfd, so a killed process's blocked call ends (`ESRCH`).
 extension XenSimulation {
-    func read(_ serial: UInt64, _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+    func read(_ serial: ProcessName, _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         var call: SimulatedCall? = .read
         while true {
             let step = try enter(serial, { _ in call ?? .read }, check: call != nil) { (context) throws(Errno) -> IOStep in
@@ -54,7 +54,7 @@ extension XenSimulation {
         }
     }
 
-    func write(_ serial: UInt64, _ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+    func write(_ serial: ProcessName, _ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
         let step = try enter(serial, .write) { (context) throws(Errno) -> IOStep in
             if let file = try context.file(fd), !file.isHostBacked { return .done(try file.write(from: buffer, context)) }
             return .host(try HostCalls.dup(fd), death: -1, process: UncheckedBox(context.process))
@@ -84,7 +84,7 @@ extension XenSimulation {
     /// one whose readiness is its host descriptor (an eventfd the driver signals, a memfd, an
     /// eventfd made through the seam) is polled on the host, with the lock dropped. Another
     /// process's number is `POLLNVAL`, as a number not in the caller's table is.
-    func poll(_ serial: UInt64, _ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
+    func poll(_ serial: ProcessName, _ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
         let plan = try enter(serial, .poll) { (context) throws(Errno) -> PollPlan in
             var plan = PollPlan(process: UncheckedBox(context.process), death: try context.process.deathEventfd())
             for (index, entry) in descriptors.enumerated() {
@@ -137,7 +137,7 @@ private struct PollPlan {
 
 extension XenSimulation {
     /// `enter`, with the fault check only on the first pass of a call that waits and retries.
-    fileprivate func enter<T>(_ serial: UInt64, _ call: (Context) -> SimulatedCall, check: Bool, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
+    fileprivate func enter<T>(_ serial: ProcessName, _ call: (Context) -> SimulatedCall, check: Bool, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
         if check { return try enter(serial, call, body) }
         return try machine.withLock { (machine) throws(Errno) -> UncheckedBox<T> in
             UncheckedBox(try body(try machine.context(of: serial)))

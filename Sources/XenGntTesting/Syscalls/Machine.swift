@@ -13,6 +13,14 @@ struct FaultRule {
     let domain: UInt16?
 }
 
+/// Which process a seam's calls are made by.
+enum ProcessName: Sendable {
+    case serial(UInt64)
+    /// The main process of whatever domain has this id when the call is made (a system asked
+    /// for before the domain was added).
+    case mainProcess(of: UInt16)
+}
+
 /// A descriptor number of the host process, as the simulation sees it: which simulated process
 /// holds it and which simulated file it names.
 struct Descriptor {
@@ -32,7 +40,7 @@ struct Context {
 
     /// What `fd` names for this process.
     func lookup(_ fd: Int32) -> Lookup {
-        guard let descriptor = machine.descriptors[fd] else { return .host }
+        guard let descriptor = machine.descriptors[fd] else { return SimulatorDescriptors.contains(fd) ? .foreign : .host }
         return descriptor.process === process ? .file(descriptor.file) : .foreign
     }
 
@@ -56,7 +64,8 @@ struct Context {
 enum Lookup {
     /// A simulated file of this process.
     case file(OpenFile)
-    /// A number another simulated process holds (not in this process's table).
+    /// A number another simulated process holds, or the simulator itself (not in this
+    /// process's table).
     case foreign
     /// A number the simulation does not know: a descriptor the test opened itself and handed
     /// to this process, passed to the host.
@@ -88,16 +97,25 @@ final class Machine: @unchecked Sendable {
         for kernel in kernels.values {
             kernel.liveFiles.removeAll()
             kernel.processes.removeAll()
+            // Two domains mapping each other's pages refer to each other through maptrack.
+            kernel.domain.maptrack.removeAll()
         }
     }
 
     // MARK: Calls
 
-    /// The context of a seam call of process `serial`: `ENODEV` when it names no domain,
-    /// `ESRCH` once the process is dead (no host resource is touched), `EIO` once its kernel
-    /// oopsed.
-    func context(of serial: UInt64) throws(Errno) -> Context {
-        guard serial != 0 else { throw .noDevice }
+    /// The context of a seam call of process `name`: `ENODEV` when it names a domain the
+    /// simulation does not have, `ESRCH` once the process is dead (no host resource is
+    /// touched), `EIO` once its kernel oopsed.
+    func context(of name: ProcessName) throws(Errno) -> Context {
+        let serial: UInt64
+        switch name {
+        case .serial(let number):
+            serial = number
+        case .mainProcess(let domain):
+            guard let kernel = kernels[domain], kernel.domain.state != .gone else { throw .noDevice }
+            serial = kernel.mainSerial
+        }
         guard let process = processes[serial], process.isAlive else { throw .noSuchProcess }
         if process.kernel.oops != nil { throw .ioError }
         return Context(machine: self, process: process)

@@ -17,7 +17,7 @@ extension Context {
             // A host mapping (anonymous, a memfd, a descriptor the test handed over): the host
             // maps it; the process keeps count so that kill unmaps it.
             let address = try HostCalls.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
-            record(MappedArea(address: address, length: length), of: file)
+            record(MappedArea(address: address, length: (length + xenPageSize - 1) & ~(xenPageSize - 1)), of: file)
             return address
         }
         guard length > 0 else { throw .invalidArgument }

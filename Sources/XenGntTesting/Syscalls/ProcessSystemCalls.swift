@@ -11,8 +11,8 @@ import Glibc
 /// dma-buf's release) waits without holding the simulator's lock.
 struct ProcessSystemCalls: SystemCalls {
     let simulation: XenSimulation
-    /// The process's serial; 0 for a domain that was never added (every call is `ENODEV`).
-    let serial: UInt64
+    /// Whose calls these are.
+    let serial: ProcessName
 
     func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 {
         try simulation.enter(serial, .open) { (context) throws(Errno) in try context.open(path, flags: flags) }
@@ -66,7 +66,7 @@ struct ProcessSystemCalls: SystemCalls {
 
     func machine() -> String {
         simulation.machine.withLock { machine in
-            machine.processes[serial]?.domain.type == .arm ? "aarch64" : "x86_64"
+            (try? machine.context(of: serial))?.domain.type == .arm ? "aarch64" : "x86_64"
         }
     }
 
@@ -114,13 +114,13 @@ struct ProcessSystemCalls: SystemCalls {
 extension XenSimulation {
     /// Runs a seam call of process `serial` under the lock, after the checks every call gets:
     /// the process (`ENODEV`, `ESRCH`, `EIO`), then the fault rules for `call`.
-    func enter<T>(_ serial: UInt64, _ call: SimulatedCall, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
+    func enter<T>(_ serial: ProcessName, _ call: SimulatedCall, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
         try enter(serial, { _ in call }, body)
     }
 
     /// As above, with the call decided from the context (an ioctl is decoded by the driver of
     /// the file it is sent to).
-    func enter<T>(_ serial: UInt64, _ call: (Context) -> SimulatedCall, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
+    func enter<T>(_ serial: ProcessName, _ call: (Context) -> SimulatedCall, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
         try machine.withLock { (machine) throws(Errno) -> UncheckedBox<T> in
             let context = try machine.context(of: serial)
             if let fault = machine.takeFault(call(context), domain: context.domain.id) { throw fault }

@@ -11,7 +11,10 @@ import Glibc
 final class MemoryObject: @unchecked Sendable {
     let fd: Int32
 
-    init(fd: Int32) { self.fd = fd }
+    init(fd: Int32) {
+        self.fd = fd
+        SimulatorDescriptors.insert(fd)
+    }
 
     static func create(name: String, bytes: Int) throws(Errno) -> MemoryObject {
         let object = MemoryObject(fd: try HostCalls.memfdCreate(name))
@@ -33,7 +36,10 @@ final class MemoryObject: @unchecked Sendable {
         bytes.withUnsafeBytes { try? HostCalls.pwrite(fd, from: $0.baseAddress!, count: bytes.count, at: offset) }
     }
 
-    deinit { try? HostCalls.close(fd) }
+    deinit {
+        SimulatorDescriptors.remove(fd)
+        try? HostCalls.close(fd)
+    }
 }
 
 /// One 4 KiB page of a memory object.
