@@ -7,7 +7,7 @@ import XenGntTesting
 /// Many tasks on shared devices. CI runs this suite under ThreadSanitizer too
 /// (`swift test --sanitize=thread --filter ManyTasks`).
 extension Simulated {
-    @Suite(.timeLimit(.minutes(10)))
+    @Suite
     struct ManyTasks {
         static let tasks = 64
         static let operationsPerTask = 1_000

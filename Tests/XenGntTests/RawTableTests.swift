@@ -106,11 +106,13 @@ extension Simulated {
             #expect(pv.waitReleased(pvFile, exported: 777, milliseconds: 0) == .noSuchFileOrDirectory)
         }
 
-        @Test(arguments: ["udmabuf", "heap"])
-        func importToRefsSucceedsAndThePeerMapsCoherently(source: String) throws {
+        enum Source: CaseIterable, Sendable { case udmabuf, heap }
+
+        @Test(arguments: Source.allCases)
+        func importToRefsSucceedsAndThePeerMapsCoherently(source: Source) throws {
             let fd = try pv.open("/dev/xen/gntdev")
             defer { pv.close(fd) }
-            let buffer: DmaBuf = source == "udmabuf"
+            let buffer: DmaBuf = source == .udmabuf
                 ? try DmaBuf.udmabuf(pages: 2, on: host.dom0.system)
                 : try DmaBuf.allocate(fromHeap: "system", pages: 2, on: host.dom0.system)
             let refs = try pv.importToRefs(fd, buffer: buffer.fileDescriptor.rawValue, count: 2, domid: 2).get()

@@ -12,7 +12,7 @@ import Glibc
 /// Every suite of this target is nested in this one, so the tests run one at a time: the
 /// leak tests compare the process's open descriptors before and after, which parallel tests
 /// would disturb.
-@Suite(.serialized) enum Simulated {}
+@Suite(.serialized, .timeLimit(.minutes(5))) enum Simulated {}
 
 /// A simulated host with the usual cast: a PVH frontend (dom1), a PVH backend (dom2) and a PV
 /// Dom0, each running `kernel` as configured.

@@ -14,7 +14,7 @@ import Glibc
 /// pages). The counts of each outcome are printed, and the test fails unless every operation
 /// succeeded at least 1 000 times and every documented failure occurred.
 extension Simulated {
-    @Suite(.timeLimit(.minutes(10)))
+    @Suite
     struct Model {
         static let steps = zip(Gen.int(in: 0...1_000), Gen.int(in: 0...1_000), Gen.int(in: 0...4_095))
             .map { Step($0, $1, $2) }
