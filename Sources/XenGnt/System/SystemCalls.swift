@@ -1,10 +1,6 @@
 package import SystemPackage
 
-#if canImport(Glibc)
 package import Glibc
-#elseif canImport(Musl)
-package import Musl
-#endif
 
 /// The one seam through which XenGnt touches a device or the kernel's view of the system.
 ///
