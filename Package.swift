@@ -13,11 +13,18 @@ let package = Package(
         .library(name: "XenGnt", targets: ["XenGnt"]),
         .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
         .executable(name: "xengnt-example", targets: ["xengnt-example"]),
+        // issue 9: the vdispl (displif.h) backend and its daemon.
+        .library(name: "XenDisplayBackend", targets: ["XenDisplayBackend"]),
+        .executable(name: "xengnt-display-backend", targets: ["xengnt-display-backend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // The display backend's daemon (issue 9).
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // The Linux uapi headers for gntdev, gntalloc and dma-buf (Debian: libxen-dev, linux-libc-dev).
@@ -75,6 +82,50 @@ let package = Package(
         .executableTarget(
             name: "xengnt-example",
             dependencies: ["XenGnt", "XenGntTesting"],
+            swiftSettings: strict
+        ),
+        // MARK: The display backend (issue 9)
+        // libpng, for the headless sink's PNG files (Debian: libpng-dev).
+        .systemLibrary(
+            name: "CPNG",
+            path: "Sources/CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+        .target(
+            name: "XenDisplayBackend",
+            dependencies: [
+                "XenGnt",
+                "CPNG",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "xengnt-display-backend",
+            dependencies: [
+                "XenDisplayBackend",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "XenDisplayBackendTests",
+            dependencies: [
+                "XenDisplayBackend",
+                "XenGnt",
+                "CPNG",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
