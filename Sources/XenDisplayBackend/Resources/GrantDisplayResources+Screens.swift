@@ -1,0 +1,58 @@
+extension GrantDisplayResources {
+    public mutating func attachFramebuffer(_ cookie: UInt64, buffer: UInt64, width: Int, height: Int, format: DisplayPixelFormat) throws(DisplayRefusal) {
+        guard buffers[buffer] != nil else { throw DisplayRefusal(.notFound, "buffer \(buffer)") }
+        framebuffers[cookie] = Framebuffer(buffer: buffer, width: width, height: height, format: format)
+    }
+
+    public mutating func releaseFramebuffer(_ cookie: UInt64) {
+        framebuffers[cookie] = nil
+    }
+
+    public mutating func configure(connector: Int, framebuffer: UInt64?, width: Int, height: Int) throws(DisplayRefusal) {
+        guard let framebuffer else {
+            displayBuffers[connector] = nil
+            sink.blank(key, connector: connector)
+            return
+        }
+        guard framebuffers[framebuffer] != nil else { throw DisplayRefusal(.notFound, "framebuffer \(framebuffer)") }
+    }
+
+    public mutating func flip(connector: Int, framebuffer cookie: UInt64) throws(DisplayRefusal) -> Bool {
+        guard let framebuffer = framebuffers[cookie], let buffer = buffers[framebuffer.buffer] else {
+            throw DisplayRefusal(.notFound, "framebuffer \(cookie)")
+        }
+        let layout = buffer.layout
+        let rowBytes = layout.pitch
+        let imageBytes = rowBytes * (framebuffer.height - 1) + framebuffer.width * (framebuffer.format.bytesPerPixel ?? 4)
+        if buffer.backendAllocated {
+            // Zero-copy: the sink reads the backend's buffer, which the frontend drew into.
+            try present(buffer.bytes, offset: layout.dataOffset, framebuffer, pitch: rowBytes, connector: connector)
+            return true
+        }
+        // The copy path: the frame as the frontend has it now, copied once into the display buffer.
+        var display = displayBuffers[connector] ?? []
+        if display.count != imageBytes { display = [UInt8](repeating: 0, count: imageBytes) }
+        let source = buffer.bytes
+        guard layout.dataOffset + imageBytes <= source.count else { throw DisplayRefusal(.io, "buffer \(framebuffer.buffer) unmapped") }
+        display.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[layout.dataOffset..<(layout.dataOffset + imageBytes)])) }
+        displayBuffers[connector] = display
+        counters.update(key) { $0.framesCopied += 1; $0.bytesCopied += imageBytes }
+        var failure: DisplayRefusal?
+        display.withUnsafeBytes { bytes in
+            do throws(DisplayRefusal) { try present(bytes, offset: 0, framebuffer, pitch: rowBytes, connector: connector) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return true
+    }
+
+    private mutating func present(_ bytes: UnsafeRawBufferPointer, offset: Int, _ framebuffer: Framebuffer, pitch: Int, connector: Int) throws(DisplayRefusal) {
+        guard let view = FrameView(bytes: bytes, offset: offset, width: framebuffer.width, height: framebuffer.height,
+                                   pitch: pitch, format: framebuffer.format) else {
+            throw DisplayRefusal(.invalid, "framebuffer \(framebuffer.width)x\(framebuffer.height) does not lie in its buffer")
+        }
+        do { try sink.present(view, for: key, connector: connector) } catch {
+            throw DisplayRefusal(.io, "showing connector \(connector): \(error)")
+        }
+        counters.update(key) { $0.framesShown += 1 }
+    }
+}

@@ -1,0 +1,17 @@
+public import XenGnt
+
+/// Where a connector's frames go: the headless sink, or (with XenGntDRM) a KMS CRTC.
+public protocol DisplaySink {
+    /// Shows `frame` on `connector` of `key`; returns when it is on screen (the caller then
+    /// posts the flip event).
+    mutating func present(_ frame: FrameView, for key: FrontendKey, connector: Int) throws(XenGntError)
+    /// `connector` of `key` shows nothing any more.
+    mutating func blank(_ key: FrontendKey, connector: Int)
+}
+
+extension HeadlessSink: DisplaySink {
+    public mutating func present(_ frame: FrameView, for key: FrontendKey, connector: Int) throws(XenGntError) {
+        _ = try show(frame, for: key, connector: connector)
+    }
+    public mutating func blank(_ key: FrontendKey, connector: Int) {}
+}
