@@ -1,5 +1,6 @@
 import Testing
 import XenDisplayBackend
+import XenGnt
 
 /// The protocol rules of one device, against resources that record what they were told.
 @Suite struct SessionTests {
@@ -97,6 +98,15 @@ import XenDisplayBackend
         #expect(session.handle(DisplayRequest(id: 6, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources).response.status == .busy)
         #expect(session.flipCompleted(connector: 0) == DisplayEvent(id: 0, framebufferCookie: 2))
         #expect(session.flipCompleted(connector: 0) == nil)
+        // A reconfiguration (or turning the connector off) while a flip is pending posts its
+        // event at once, with the next id.
+        _ = session.handle(DisplayRequest(id: 7, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources)
+        #expect(session.handle(configure(2), connector: 0, resources: &resources).outcome
+                == .flipEvent(connector: 0, DisplayEvent(id: 1, framebufferCookie: 2)))
+        _ = session.handle(DisplayRequest(id: 8, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources)
+        let off = DisplayRequest(id: 9, .setConfiguration(.init(framebufferCookie: 0, width: 0, height: 0, bitsPerPixel: 0)))
+        #expect(session.handle(off, connector: 0, resources: &resources).outcome == .flipEvent(connector: 0, DisplayEvent(id: 2, framebufferCookie: 2)))
+        #expect(session.connectors[0].configured == nil)
     }
 
     @Test func refusesOutOfOrderAndUnknownCookies() {
@@ -178,5 +188,27 @@ import XenDisplayBackend
         #expect(resources.log == ["configure 0 off", "release fb 4", "release fb 2", "release buffer 3", "release buffer 1"])
         #expect(session.connectors[0].nextEventID == 0)
         #expect(session.liveBuffers.isEmpty && session.liveFramebuffers.isEmpty)
+    }
+}
+
+/// The choice between export and copy for frontend-allocated buffers.
+@Suite struct BufferPathPolicyTests {
+    @Test func choosesExportOnlyWhereBothSidesAllowIt() {
+        #expect(BufferPathPolicy(choice: .auto, backendGuest: .pvh, sinkTakesExports: true).decision == .export)
+        #expect(BufferPathPolicy(choice: .auto, backendGuest: .hvm, sinkTakesExports: true).decision == .export)
+        #expect(BufferPathPolicy(choice: .auto, backendGuest: .pv, sinkTakesExports: true).decision != .export)
+        #expect(BufferPathPolicy(choice: .auto, backendGuest: .pvh, sinkTakesExports: false).decision != .export)
+        #expect(BufferPathPolicy(choice: .copy, backendGuest: .pvh, sinkTakesExports: true).decision != .export)
+        #expect(BufferPathPolicy(choice: .export, backendGuest: .pv, sinkTakesExports: true).exportImpossible)
+    }
+
+    @Test func aRefusedCommitFallsBackToCopyingOnlyInAuto() {
+        let refusal = XenGntError(.kernel, .mapGrants)
+        var auto = BufferPathPolicy(choice: .auto, backendGuest: .pvh, sinkTakesExports: true)
+        guard case .copy(let reason)? = auto.exportRefused(refusal) else { Issue.record("no fallback"); return }
+        #expect(reason.contains("refused"))
+        #expect(auto.decision != .export)
+        var forced = BufferPathPolicy(choice: .export, backendGuest: .pvh, sinkTakesExports: true)
+        #expect(forced.exportRefused(refusal) == nil)
     }
 }

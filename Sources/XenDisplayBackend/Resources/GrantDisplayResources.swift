@@ -19,6 +19,8 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     public let key: FrontendKey
     public let counters: DisplayCounters
     public var sink: Sink
+    /// Export or copy, for frontend-allocated buffers.
+    public private(set) var pathPolicy: BufferPathPolicy
     let system: XenSystem
     let logger: Logger
 
@@ -45,7 +47,9 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     var loggedPath = false
 
     public init(gntdev: GrantDevice, frontend: DomainID, key: FrontendKey, counters: DisplayCounters,
-                sink: Sink, system: XenSystem = .kernel, logger: Logger) {
+                sink: Sink, system: XenSystem = .kernel, pathChoice: BufferPathChoice = .auto, backendGuest: GuestType = .pv,
+                logger: Logger) {
+        pathPolicy = BufferPathPolicy(choice: pathChoice, backendGuest: backendGuest, sinkTakesExports: sink.takesExports)
         self.gntdev = gntdev
         self.frontend = frontend
         self.key = key
@@ -110,6 +114,9 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     // MARK: Buffers
 
     public mutating func attachFrontendBuffer(_ cookie: UInt64, refs: [UInt32], layout: DisplayBufferLayout) throws(DisplayRefusal) {
+        if pathPolicy.exportImpossible || (pathPolicy.choice == .export && !sink.takesExports) {
+            throw DisplayRefusal(.notSupported, "--buffer-path export, but this backend domain or display cannot take an export")
+        }
         let buffer = Buffer(layout: layout)
         do {
             let pages = try gntdev.map(refs.map { GrantRef(rawValue: $0) }, from: frontend, access: .readOnly)
@@ -120,7 +127,12 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         }
         buffers[cookie] = buffer
         counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
-        choosePath(.copied, reason: "frontend buffers are mapped and copied at each flip (the headless sink reads memory)")
+        // Exports reach only a KMS sink; every sink here reads memory, so the buffer is copied.
+        let reason = switch pathPolicy.decision {
+        case .copy(let reason): reason
+        case .export: "this sink reads frames with the CPU"
+        }
+        choosePath(.copied, reason: "frontend buffers are mapped once and copied at each flip: " + reason)
     }
 
     public mutating func allocateBackendBuffer(_ cookie: UInt64, layout: DisplayBufferLayout) throws(DisplayRefusal) -> [UInt32] {

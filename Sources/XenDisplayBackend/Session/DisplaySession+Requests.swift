@@ -56,12 +56,11 @@ extension DisplaySession {
         buffers[attach.bufferCookie]?.framebuffers.insert(attach.framebufferCookie)
     }
 
-    mutating func setConfiguration<R: DisplayResources>(_ config: DisplayRequest.Configuration, connector: Int, resources: inout R) throws(DisplayRefusal) {
+    mutating func setConfiguration<R: DisplayResources>(_ config: DisplayRequest.Configuration, connector: Int, resources: inout R) throws(DisplayRefusal) -> Outcome {
         if config.disables {
             try resources.configure(connector: connector, framebuffer: nil, width: 0, height: 0)
             connectors[connector].configured = nil
-            connectors[connector].pendingFlip = nil
-            return
+            return completePendingFlip(connector)
         }
         guard let framebuffer = framebuffers[config.framebufferCookie] else {
             throw DisplayRefusal(.notFound, "SET_CONFIG with unknown framebuffer \(config.framebufferCookie)")
@@ -77,7 +76,14 @@ extension DisplaySession {
         try resources.configure(connector: connector, framebuffer: config.framebufferCookie,
                                 width: Int(config.width), height: Int(config.height))
         connectors[connector].configured = config.framebufferCookie
-        connectors[connector].pendingFlip = nil
+        return completePendingFlip(connector)
+    }
+
+    /// A reconfiguration ends a pending flip: its event is posted now, so the driver does not
+    /// wait 3.1 s for it and complete it itself.
+    mutating func completePendingFlip(_ connector: Int) -> Outcome {
+        guard let event = flipCompleted(connector: connector) else { return .none }
+        return .flipEvent(connector: connector, event)
     }
 
     mutating func pageFlip<R: DisplayResources>(_ cookie: UInt64, connector: Int, resources: inout R) throws(DisplayRefusal) -> Outcome {

@@ -133,7 +133,7 @@ public struct DisplaySession {
             framebufferOrder.removeAll { $0 == cookie }
             buffers[framebuffer.buffer]?.framebuffers.remove(cookie)
         case .setConfiguration(let config):
-            try setConfiguration(config, connector: connector, resources: &resources)
+            return (0, try setConfiguration(config, connector: connector, resources: &resources))
         case .pageFlip(let cookie):
             return (0, try pageFlip(cookie, connector: connector, resources: &resources))
         case .getEdid(let edid):

@@ -7,6 +7,13 @@ public protocol DisplaySink {
     mutating func present(_ frame: FrameView, for key: FrontendKey, connector: Int) throws(XenGntError)
     /// `connector` of `key` shows nothing any more.
     mutating func blank(_ key: FrontendKey, connector: Int)
+    /// Whether the sink can scan out a buffer exported from the frontend's grants (a KMS
+    /// device; not a sink that reads frames with the CPU).
+    var takesExports: Bool { get }
+}
+
+extension DisplaySink {
+    public var takesExports: Bool { false }
 }
 
 extension HeadlessSink: DisplaySink {
