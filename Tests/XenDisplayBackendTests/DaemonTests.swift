@@ -52,7 +52,7 @@ import XenDisplayBackend
     @Test func gracefulShutdownTearsDownAndPrintsTheCounters() async throws {
         let engine = RecordingEngine()
         let lines = Mutex<[String]>([])
-        let service = DisplayBackendService(engine: engine, logger: Logger(label: "test"), output: { line in lines.withLock { $0.append(line) } })
+        let service = DisplayBackendService(engine: engine, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), output: { line in lines.withLock { $0.append(line) } })
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await service.run() }
@@ -69,7 +69,7 @@ import XenDisplayBackend
 
     @Test func theEngineIsNotAvailableWithoutATransport() {
         #expect(throws: (any Error).self) {
-            _ = try DisplayBackendEngines.make(options: DisplayBackendOptions(), logger: Logger(label: "test"))
+            _ = try DisplayBackendEngines.make(options: DisplayBackendOptions(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         }
     }
 }

@@ -41,7 +41,7 @@ import XenGntTesting
 
         init(_ backend: EndToEndTests.Backend, counters: DisplayCounters) {
             server = DisplayDeviceServer(session: backend.session, resources: backend.resources,
-                                         key: FrontendKey(domain: 5, device: 0), counters: counters, logger: Logger(label: "test"))
+                                         key: FrontendKey(domain: 5, device: 0), counters: counters, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         }
 
         /// One request through the ring, as a notification would bring it.

@@ -23,7 +23,7 @@ import XenGntTesting
             resources = GrantDisplayResources(
                 gntdev: try GrantDevice(on: backend.system), frontend: domain.id,
                 key: FrontendKey(domain: domain.id.rawValue, device: 0), counters: counters,
-                sink: try HeadlessSink(directory: directory), system: backend.system, logger: Logger(label: "test"))
+                sink: try HeadlessSink(directory: directory), system: backend.system, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         }
 
         func deliver(_ slot: [UInt8], _ connector: Int) -> [UInt8] {
@@ -74,8 +74,8 @@ import XenGntTesting
     }
 
     /// The two frames modetest alternates between: SMPTE-like bars, and a plain fill.
-    static func bars(_ x: Int, _ y: Int) -> UInt32 { [0xc0c0c0, 0xc0c000, 0x00c0c0, 0x00c000, 0xc000c0, 0xc00000, 0x0000c0][x * 7 / 64] }
-    static func fill(_ x: Int, _ y: Int) -> UInt32 { 0x336699 }
+    static func bars(_ x: Int, _ y: Int) -> UInt32 { TestPattern.smpte.pixel(x: x, y: y, width: 64, height: 48) }
+    static func fill(_ x: Int, _ y: Int) -> UInt32 { TestPattern.plain.pixel(x: x, y: y, width: 64, height: 48) }
 
     @Test(arguments: [false, true])
     func modesetFlipsAndTeardown(backendAllocates: Bool) throws {

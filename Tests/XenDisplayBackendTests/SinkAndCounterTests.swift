@@ -78,3 +78,26 @@ import XenDisplayBackend
         #expect(counters.total().framesShown == 4)
     }
 }
+
+/// Recognising modetest's two frames.
+@Suite struct TestPatternTests {
+    func frame(_ width: Int, _ height: Int, _ pixel: (Int, Int) -> UInt32, _ body: (FrameView) -> Void) {
+        var words = [UInt32](repeating: 0, count: width * height)
+        for y in 0..<height { for x in 0..<width { words[y * width + x] = pixel(x, y) } }
+        words.withUnsafeBytes { body(FrameView(bytes: $0, width: width, height: height, pitch: width * 4, format: .xrgb8888)!) }
+    }
+
+    @Test(arguments: [(640, 480), (64, 48), (1920, 1080)])
+    func recognisesBothFrames(width: Int, height: Int) {
+        for pattern in TestPattern.allCases {
+            frame(width, height, { pattern.pixel(x: $0, y: $1, width: width, height: height) }) {
+                #expect(TestPattern.classify($0) == pattern)
+            }
+        }
+        frame(width, height, { _, _ in 0x00ff_0000 }) { #expect(TestPattern.classify($0) == nil) }
+        // A frame shifted by a bar is not the pattern.
+        frame(width, height, { TestPattern.smpte.pixel(x: ($0 + width / 7) % width, y: $1, width: width, height: height) }) {
+            #expect(TestPattern.classify($0) == nil)
+        }
+    }
+}

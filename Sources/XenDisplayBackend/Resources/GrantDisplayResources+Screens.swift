@@ -54,5 +54,9 @@ extension GrantDisplayResources {
             throw DisplayRefusal(.io, "showing connector \(connector): \(error)")
         }
         counters.update(key) { $0.framesShown += 1 }
+        // One line the first time a connector shows one of modetest's frames (the lab's check).
+        if let pattern = TestPattern.classify(view), patternsSeen.insert("\(connector) \(pattern)").inserted {
+            logger.info("\(key): connector \(connector) shows modetest's \(pattern.rawValue) frame")
+        }
     }
 }

@@ -45,6 +45,7 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     /// Each connector's display buffer on the copy path: the frame as last shown.
     var displayBuffers: [Int: [UInt8]] = [:]
     var loggedPath = false
+    var patternsSeen: Set<String> = []
 
     public init(gntdev: GrantDevice, frontend: DomainID, key: FrontendKey, counters: DisplayCounters,
                 sink: Sink, system: XenSystem = .kernel, pathChoice: BufferPathChoice = .auto, backendGuest: GuestType = .pv,
