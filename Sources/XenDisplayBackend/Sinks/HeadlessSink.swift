@@ -30,6 +30,7 @@ public struct HeadlessSink: Sendable {
     public struct Shown: Hashable, Sendable {
         /// The frame's number on its connector.
         public let frame: Int
+        /// The frame's ``FrameView/contentHash()`` (0 unless the policy is ``Policy/whenChanged``).
         public let hash: UInt64
         /// The file written, if any.
         public let path: String?
@@ -49,7 +50,8 @@ public struct HeadlessSink: Sendable {
         let id = Connector(key: key, index: connector)
         let number = frames[id, default: 0]
         frames[id] = number + 1
-        let hash = frame.contentHash()
+        // Only the when-changed policy reads the whole frame for its hash.
+        let hash = policy == .whenChanged ? frame.contentHash() : 0
         let write: Bool
         switch policy {
         case .whenChanged: write = lastHash[id] != hash
