@@ -109,6 +109,8 @@ let package = Package(
             name: "xengnt-display-backend",
             dependencies: [
                 "XenDisplayBackend",
+                "XenGnt",
+                "XenGntTesting",   // --demo: a scripted frontend on the simulated Xen
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -19,6 +19,11 @@ struct DisplayBackendCommand: AsyncParsableCommand {
 
     @OptionGroup var options: DisplayBackendOptions
 
+    @Option(name: .customLong("demo"), help: ArgumentHelp(
+        "Serve a scripted frontend on the simulated Xen in this process instead (0: frontend buffers, 1: backend buffers).",
+        valueName: "be-alloc"))
+    var demo: Int?
+
     func run() async throws {
         let level = options.logLevel
         LoggingSystem.bootstrap { label in
@@ -27,7 +32,12 @@ struct DisplayBackendCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "xengnt.display")
-        let engine = try DisplayBackendEngines.make(options: options, logger: logger)
+        let engine: any DisplayBackendEngine
+        if let demo {
+            engine = DemoEngine(options: options, backendAllocates: demo != 0)
+        } else {
+            engine = try DisplayBackendEngines.make(options: options, logger: logger)
+        }
         let backend = DisplayBackendService(engine: engine, logger: logger, countersFile: options.countersFile)
         let group = ServiceGroup(configuration: .init(
             services: [
