@@ -46,15 +46,15 @@ final class DemoEngine: DisplayBackendEngine {
         }
         state.withLock { $0 = Teardown(session: { box.server.disconnect(reason: "shutdown"); frontend.close() }) }
         for (cookie, pattern) in [(UInt64(1), TestPattern.smpte), (2, .plain)] {
-            try frontend.createBuffer(cookie, width: width, height: height)
+            try await frontend.createBuffer(cookie, width: width, height: height)
             try frontend.draw(cookie) { pattern.pixel(x: $0, y: $1, width: width, height: height) }
-            try frontend.attachFramebuffer(cookie + 10, to: cookie, width: width, height: height)
+            try await frontend.attachFramebuffer(cookie + 10, to: cookie, width: width, height: height)
         }
-        try frontend.setConfiguration(connector: 0, framebuffer: 11, width: width, height: height)
+        try await frontend.setConfiguration(connector: 0, framebuffer: 11, width: width, height: height)
         if let ready = options.readyFile { try TextFile.write("demo\n", to: ready) }
         var next: UInt64 = 11
         while !Task.isCancelled {
-            try frontend.pageFlip(connector: 0, framebuffer: next)
+            try await frontend.pageFlip(connector: 0, framebuffer: next)
             next = next == 11 ? 12 : 11
             try await Task.sleep(for: .milliseconds(16))
         }

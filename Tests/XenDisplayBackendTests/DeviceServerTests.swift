@@ -55,17 +55,17 @@ import XenGntTesting
         }
     }
 
-    @Test func servesTheFrontendThroughItsRings() throws {
+    @Test func servesTheFrontendThroughItsRings() async throws {
         let world = try EndToEndTests.World()
         let (backend, frontend) = try world.connect(backendAllocates: false)
         let harness = Harness(backend, counters: world.counters)
         harness.frontend = frontend
         frontend.transport = { slot, connector in try harness.deliver(slot, connector) }
-        #expect(try frontend.createBuffer(1, width: 64, height: 48).status == 0)
-        #expect(try frontend.attachFramebuffer(11, to: 1, width: 64, height: 48).status == 0)
-        #expect(try frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
-        for _ in 0..<5 { #expect(try frontend.pageFlip(connector: 0, framebuffer: 11).status == 0) }
-        #expect(try frontend.pageFlip(connector: 0, framebuffer: 77).status == -2)
+        #expect(try await frontend.createBuffer(1, width: 64, height: 48).status == 0)
+        #expect(try await frontend.attachFramebuffer(11, to: 1, width: 64, height: 48).status == 0)
+        #expect(try await frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
+        for _ in 0..<5 { #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0) }
+        #expect(try await frontend.pageFlip(connector: 0, framebuffer: 77).status == -2)
         #expect(frontend.flipsCompleted[0]?.count == 5)
         let c = world.counters.total()
         #expect(c.pageFlips == 5 && c.flipEvents == 5 && c.framesShown == 5 && c.requests == 9 && c.errors == 1 && c.connects == 1)
@@ -74,12 +74,12 @@ import XenGntTesting
         #expect(EndToEndTests.holdsNothing(world), "\(world.xen.census())")
     }
 
-    @Test func aBrokenRingEndsTheConnectionCleanly() throws {
+    @Test func aBrokenRingEndsTheConnectionCleanly() async throws {
         let world = try EndToEndTests.World()
         let (backend, frontend) = try world.connect(backendAllocates: true)
         let harness = Harness(backend, counters: world.counters)
         frontend.transport = { slot, connector in try harness.deliver(slot, connector) }
-        #expect(try frontend.createBuffer(1, width: 64, height: 48).status == 0)
+        #expect(try await frontend.createBuffer(1, width: 64, height: 48).status == 0)
         harness.ring.brokenAfter = 1
         harness.ring.requests.append(DisplayRequest(id: 1, .bufferDestroy(bufferCookie: 1)).encoded)
         #expect(throws: DisplayRefusal.self) { try harness.server.serve(connector: 0, ring: &harness.ring, events: &harness.events) }

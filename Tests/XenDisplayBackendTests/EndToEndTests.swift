@@ -78,18 +78,18 @@ import XenGntTesting
     static func fill(_ x: Int, _ y: Int) -> UInt32 { TestPattern.plain.pixel(x: x, y: y, width: 64, height: 48) }
 
     @Test(arguments: [false, true])
-    func modesetFlipsAndTeardown(backendAllocates: Bool) throws {
+    func modesetFlipsAndTeardown(backendAllocates: Bool) async throws {
         let world = try World()
         let (backend, frontend) = try world.connect(backendAllocates: backendAllocates)
         let offset = backendAllocates ? 0 : 256
         for cookie: UInt64 in [1, 2] {
-            #expect(try frontend.createBuffer(cookie, width: 64, height: 48, dataOffset: offset).status == 0)
-            #expect(try frontend.attachFramebuffer(cookie + 10, to: cookie, width: 64, height: 48).status == 0)
+            #expect(try await frontend.createBuffer(cookie, width: 64, height: 48, dataOffset: offset).status == 0)
+            #expect(try await frontend.attachFramebuffer(cookie + 10, to: cookie, width: 64, height: 48).status == 0)
         }
         try frontend.draw(1, Self.bars)
         try frontend.draw(2, Self.fill)
-        #expect(try frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
-        for n in 0..<6 { #expect(try frontend.pageFlip(connector: 0, framebuffer: n % 2 == 0 ? 11 : 12).status == 0) }
+        #expect(try await frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
+        for n in 0..<6 { #expect(try await frontend.pageFlip(connector: 0, framebuffer: n % 2 == 0 ? 11 : 12).status == 0) }
         #expect(frontend.flipsCompleted[0] == [11, 12, 11, 12, 11, 12])
         #expect(frontend.eventsDropped == 0)
 
@@ -101,32 +101,32 @@ import XenGntTesting
         let first = try #require(fopen(world.directory + "/dom5-vdispl0-conn0-000000.png", "rb"))
         fclose(first)
 
-        for cookie: UInt64 in [11, 12] { #expect(try frontend.detachFramebuffer(cookie).status == 0) }
-        for cookie: UInt64 in [1, 2] { #expect(try frontend.destroyBuffer(cookie).status == 0) }
+        for cookie: UInt64 in [11, 12] { #expect(try await frontend.detachFramebuffer(cookie).status == 0) }
+        for cookie: UInt64 in [1, 2] { #expect(try await frontend.destroyBuffer(cookie).status == 0) }
         #expect(backend.session.liveBuffers.isEmpty)
         frontend.close()
         backend.session.tearDown(resources: &backend.resources)
         #expect(Self.holdsNothing(world), "\(world.xen.census())")
     }
 
-    @Test func getEdidAnswersWithTheConnectorsMode() throws {
+    @Test func getEdidAnswersWithTheConnectorsMode() async throws {
         let world = try World()
         let (_, frontend) = try world.connect(backendAllocates: false, width: 640, height: 480)
-        let (response, bytes) = try frontend.getEdid()
+        let (response, bytes) = try await frontend.getEdid()
         #expect(response.status == 0 && response.edidSize == 128)
         #expect(EDID.preferredMode(bytes)?.width == 640 && EDID.preferredMode(bytes)?.height == 480)
-        #expect(try frontend.getEdid(size: 4096).0.status == -22)
+        #expect(try await frontend.getEdid(size: 4096).0.status == -22)
         frontend.close()
         #expect(Self.holdsNothing(world), "\(world.xen.census())")
     }
 
-    @Test func aFrontendThatVanishesLeavesNothing() throws {
+    @Test func aFrontendThatVanishesLeavesNothing() async throws {
         let world = try World()
         let (backend, frontend) = try world.connect(backendAllocates: true)
-        #expect(try frontend.createBuffer(1, width: 64, height: 48).status == 0)
-        #expect(try frontend.attachFramebuffer(11, to: 1, width: 64, height: 48).status == 0)
-        #expect(try frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
-        #expect(try frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
+        #expect(try await frontend.createBuffer(1, width: 64, height: 48).status == 0)
+        #expect(try await frontend.attachFramebuffer(11, to: 1, width: 64, height: 48).status == 0)
+        #expect(try await frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
+        #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
         // The domain goes while it still maps the backend's buffer: the import release succeeds.
         world.xen.destroyDomain(world.domU.id)
         backend.session.tearDown(resources: &backend.resources)

@@ -11,7 +11,7 @@ extension SimulatedDisplayFrontend {
     /// - Returns: the response; the buffer is kept only if its status is 0.
     @discardableResult
     public func createBuffer(_ cookie: UInt64, width: Int, height: Int, bitsPerPixel: Int = 32, dataOffset: Int = 0,
-                             sizeOverride: Int? = nil) throws -> Response {
+                             sizeOverride: Int? = nil) async throws -> Response {
         let pitch = (width * bitsPerPixel + 7) / 8
         let size = sizeOverride ?? dataOffset + pitch * height
         let pageCount = max(1, (size + xenPageSize - 1) / xenPageSize)
@@ -19,7 +19,7 @@ extension SimulatedDisplayFrontend {
         let directory = try domain.grantPages(directoryPages, to: backend, access: backendAllocates ? .readWrite : .readOnly)
         let pages = backendAllocates ? [] : try domain.grantPages(pageCount, to: backend)
         try writeDirectory(directory, refs: pages)
-        let response = try send(0x10, [(8, cookie, 8), (16, UInt64(width), 4), (20, UInt64(height), 4), (24, UInt64(bitsPerPixel), 4),
+        let response = try await send(0x10, [(8, cookie, 8), (16, UInt64(width), 4), (20, UInt64(height), 4), (24, UInt64(bitsPerPixel), 4),
                                        (28, UInt64(size), 4), (32, backendAllocates ? 1 : 0, 4), (36, UInt64(directory[0].rawValue), 4),
                                        (40, UInt64(dataOffset), 4)])
         guard response.status == 0 else {
@@ -89,46 +89,46 @@ extension SimulatedDisplayFrontend {
     /// `FB_ATTACH` of a whole buffer as XRGB8888.
     @discardableResult
     public func attachFramebuffer(_ cookie: UInt64, to buffer: UInt64, width: Int, height: Int,
-                                  format: UInt32 = 0x3432_5258) throws -> Response {
-        try send(0x12, [(8, buffer, 8), (16, cookie, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(format), 4)])
+                                  format: UInt32 = 0x3432_5258) async throws -> Response {
+        try await send(0x12, [(8, buffer, 8), (16, cookie, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(format), 4)])
     }
 
     /// `SET_CONFIG` on `connector`'s ring (framebuffer 0: off).
     @discardableResult
-    public func setConfiguration(connector: Int, framebuffer: UInt64, width: Int, height: Int, bitsPerPixel: Int = 32) throws -> Response {
-        try send(0x14, [(8, framebuffer, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(bitsPerPixel), 4)],
+    public func setConfiguration(connector: Int, framebuffer: UInt64, width: Int, height: Int, bitsPerPixel: Int = 32) async throws -> Response {
+        try await send(0x14, [(8, framebuffer, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(bitsPerPixel), 4)],
                  connector: connector)
     }
 
     /// `PG_FLIP` on `connector`'s ring.
     @discardableResult
-    public func pageFlip(connector: Int, framebuffer: UInt64) throws -> Response {
-        try send(0x15, [(8, framebuffer, 8)], connector: connector)
+    public func pageFlip(connector: Int, framebuffer: UInt64) async throws -> Response {
+        try await send(0x15, [(8, framebuffer, 8)], connector: connector)
     }
 
     /// `FB_DETACH`.
     @discardableResult
-    public func detachFramebuffer(_ cookie: UInt64) throws -> Response { try send(0x13, [(8, cookie, 8)]) }
+    public func detachFramebuffer(_ cookie: UInt64) async throws -> Response { try await send(0x13, [(8, cookie, 8)]) }
 
     /// `DBUF_DESTROY`, after unmapping a backend buffer (as the driver releases its refs first);
     /// the frontend's own grants end after the response.
     @discardableResult
-    public func destroyBuffer(_ cookie: UInt64) throws -> Response {
+    public func destroyBuffer(_ cookie: UInt64) async throws -> Response {
         if let box = mappings.removeValue(forKey: cookie), let mapping = box.mapping.take() { try mapping.unmap() }
-        let response = try send(0x11, [(8, cookie, 8)])
+        let response = try await send(0x11, [(8, cookie, 8)])
         if let buffer = buffers.removeValue(forKey: cookie) { domain.endAccess(buffer.directory + buffer.pages) }
         return response
     }
 
     /// `GET_EDID` with a buffer of `XENDISPL_EDID_MAX_SIZE` (or `size`) bytes; returns the
     /// response and the EDID bytes the backend wrote.
-    public func getEdid(connector: Int = 0, size: Int = 32768) throws -> (Response, [UInt8]) {
+    public func getEdid(connector: Int = 0, size: Int = 32768) async throws -> (Response, [UInt8]) {
         let pageCount = max(1, (size + xenPageSize - 1) / xenPageSize)
         let directory = try domain.grantPages(1, to: backend, access: .readOnly)
         let pages = try domain.grantPages(pageCount, to: backend)
         defer { domain.endAccess(directory + pages) }
         try writeDirectory(directory, refs: pages)
-        let response = try send(0x16, [(8, UInt64(size), 4), (12, UInt64(directory[0].rawValue), 4)], connector: connector)
+        let response = try await send(0x16, [(8, UInt64(size), 4), (12, UInt64(directory[0].rawValue), 4)], connector: connector)
         let bytes = response.status == 0 ? try domain.read(grant: pages[0], count: Int(min(response.edidSize, 4096))) : []
         return (response, bytes)
     }

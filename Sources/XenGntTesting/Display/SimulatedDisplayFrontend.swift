@@ -12,7 +12,7 @@ public import XenGnt
 /// The backend's events come back through ``receiveEvent(_:connector:)``.
 public final class SimulatedDisplayFrontend {
     /// Delivers a request slot on `connector`'s ring and returns the response slot.
-    public typealias Transport = (_ request: [UInt8], _ connector: Int) throws -> [UInt8]
+    public typealias Transport = (_ request: [UInt8], _ connector: Int) async throws -> [UInt8]
 
     public let domain: SimulatedDomain
     public let backend: DomainID
@@ -91,10 +91,10 @@ public final class SimulatedDisplayFrontend {
     /// Sends `operation` with `fields` on `connector`'s ring, as the driver does: the next id of
     /// that ring; a response whose id or operation differs is a protocol error.
     @discardableResult
-    public func send(_ operation: UInt8, _ fields: [(offset: Int, value: UInt64, width: Int)], connector: Int = 0) throws -> Response {
+    public func send(_ operation: UInt8, _ fields: [(offset: Int, value: UInt64, width: Int)], connector: Int = 0) async throws -> Response {
         let id = nextRequestID[connector, default: 0]
         nextRequestID[connector] = id &+ 1
-        let reply = try transport(Self.slot(id: id, operation: operation, fields), connector)
+        let reply = try await transport(Self.slot(id: id, operation: operation, fields), connector)
         guard reply.count >= 12 else { throw SimulatedDisplayError("a \(reply.count)-byte response") }
         let response = Response(id: UInt16(reply[0]) | UInt16(reply[1]) << 8, operation: reply[2],
                                 status: Int32(bitPattern: Self.u32(reply, 4)), edidSize: Self.u32(reply, 8))
