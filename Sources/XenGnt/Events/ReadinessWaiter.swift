@@ -19,6 +19,8 @@ package final class ReadinessWaiter: Sendable {
     /// Written to wake a blocked `poll` (cancellation, ``wake()``).
     let wakeFD: Int32
     private let queue = DispatchQueue(label: "xengnt.readiness")
+    /// Set by ``interrupt()``: the current (or next) wait returns early.
+    private let interrupted = Atomic<Bool>(false)
 
     /// A waiter whose wake-up eventfd is made through `calls`.
     package init(calls: any SystemCalls) throws(XenGntError) {
@@ -66,10 +68,21 @@ package final class ReadinessWaiter: Sendable {
             switch result {
             case .success(.readable): return .readable
             case .success(.timedOut): if deadline == nil { continue }
-            case .success(.woken): continue   // cancelled (checked at the top) or a stale wake-up
+            case .success(.woken):
+                // Cancelled (checked at the top), interrupted, or a stale wake-up.
+                if interrupted.exchange(false, ordering: .acquiringAndReleasing) { return .readable }
+                continue
             case .failure(let errno): throw XenGntError(.kernel, .waitForEvents, call: Call.poll, errno: errno)
             }
         }
+    }
+
+    /// Ends the current wait, or the next one if none is in progress, as if the descriptor had
+    /// become readable, so that the waiting reader looks at its source again (an event channel
+    /// that was unbound while a task waited on it).
+    package func interrupt() {
+        interrupted.store(true, ordering: .releasing)
+        wake()
     }
 
     /// Ends a blocked `poll` (the waiting task re-checks cancellation).
