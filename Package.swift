@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "XenGnt", targets: ["XenGnt"]),
         .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
+        .library(name: "XenGntBackend", targets: ["XenGntBackend"]),
         .executable(name: "xengnt-example", targets: ["xengnt-example"]),
     ],
     dependencies: [
@@ -36,6 +37,23 @@ let package = Package(
             name: "XenGnt",
             dependencies: [
                 "CXenGnt",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // Xen's public I/O headers for backends: xs_wire.h, ring.h, displif.h, xenbus.h, evtchn.h,
+        // with ring.h's barriers as C11 fences and atomic helpers for shared indices.
+        .systemLibrary(
+            name: "CXenBackend",
+            path: "Sources/CXenBackend",
+            providers: [.apt(["libxen-dev"])]
+        ),
+        // XenStore, event channels, shared rings and the backend lifecycle, over XenGnt's seam.
+        .target(
+            name: "XenGntBackend",
+            dependencies: [
+                "XenGnt",
+                "CXenBackend",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
