@@ -109,3 +109,13 @@ extension XenGntError {
         XenGntError(code, operation, limit: slots, detail: detail)
     }
 }
+
+extension FrontRing where Request: BitwiseCopyable, Response: BitwiseCopyable {
+    /// The ring's shared memory, for tests that play a hostile frontend.
+    package var unsafeSharedMemory: UnsafeMutableRawPointer { base }
+}
+
+extension BackRing where Request: BitwiseCopyable, Response: BitwiseCopyable {
+    /// The ring's shared memory, for tests that play a hostile backend.
+    package var unsafeSharedMemory: UnsafeMutableRawPointer { base }
+}
