@@ -23,14 +23,16 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-/* The current interface: without it, xen-compat.h selects the legacy one, for which ring.h
- * defines xen_mb() as the kernel's mb(). */
-#ifndef __XEN_INTERFACE_VERSION__
-#define __XEN_INTERFACE_VERSION__ 0x00040e00
-#endif
-#define xen_mb()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#define xen_rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)
-#define xen_wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
+/* ring.h's barriers as C11 fences. The other Xen headers a program imports (libxen's, in
+ * CXenTools) use the legacy interface version that xen-compat.h selects by default, so this
+ * module does too (two modules must agree on the structs they share); for that version ring.h
+ * defines xen_mb() as mb(), so both names are defined, identically, before it is included. */
+#define mb()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define xen_mb()  mb()
+#define xen_rmb() rmb()
+#define xen_wmb() wmb()
 
 #include <xen/io/xs_wire.h>
 #include <xen/io/ring.h>

@@ -53,12 +53,12 @@ public struct BackendDevice: Sendable, CustomStringConvertible {
 
     /// The frontend's state.
     public func frontendState() async throws(XenGntError) -> XenbusState {
-        XenbusState(try await store.readIfPresent("\(frontendPath)/state"))
+        try await store.state(at: "\(frontendPath)/state")
     }
 
     /// The backend's state.
     public func backendState() async throws(XenGntError) -> XenbusState {
-        XenbusState(try await store.readIfPresent("\(backendPath)/state"))
+        try await store.state(at: "\(backendPath)/state")
     }
 
     /// Says the backend is connected (state ``XenbusState/connected``): call it once the rings

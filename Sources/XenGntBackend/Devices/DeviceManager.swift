@@ -18,6 +18,8 @@ struct DeviceManager: Sendable {
         var session: Task<Void, Never>?
         var written: XenbusState = .unknown
         var frontendGone = false
+        /// The device directory was removed.
+        var gone = false
     }
 
     func run() async {
@@ -43,7 +45,7 @@ struct DeviceManager: Sendable {
         do {
             try await start(device, life)
             for await message in inbox {
-                if try await handle(message, device, life) == .stop { break }
+                if try await handle(message, device, life) == .stop || life.gone { break }
             }
         } catch {
             context.observe(.rejected(name, error))
@@ -52,9 +54,7 @@ struct DeviceManager: Sendable {
         await teardown(life, reason: Task.isCancelled ? "backend shutting down" : "device gone")
         if Task.isCancelled {
             await detached { () throws(XenGntError) in
-                guard try await context.store.exists(backendPath) else { return }
-                try await write(.closing, device, life)
-                try await write(.closed, device, life)
+                if try await write(.closing, device, life) { try await write(.closed, device, life) }
             }
         }
     }
@@ -92,7 +92,7 @@ struct DeviceManager: Sendable {
         let store = context.store
         switch message {
         case .backendChanged:
-            guard try await store.exists(backendPath) else {
+            guard try await store.exists("\(backendPath)/frontend") else {
                 await teardown(life, reason: "backend directory removed")
                 return .stop
             }
@@ -107,7 +107,7 @@ struct DeviceManager: Sendable {
             guard !life.frontendGone, try await !frontendAlive(device) else { return .goOn }
             life.frontendGone = true
             await teardown(life, reason: "frontend domain gone")
-            if try await store.exists(backendPath) { try await write(.closed, device, life) }
+            try await write(.closed, device, life)
             return .goOn
         case .served(let error):
             life.session = nil
@@ -116,6 +116,10 @@ struct DeviceManager: Sendable {
             return .goOn
         case .frontendChanged:
             guard !life.frontendGone else { return .goOn }
+            guard try await store.exists("\(backendPath)/frontend") else {
+                await teardown(life, reason: "backend directory removed")
+                return .stop
+            }
             return try await follow(try await device.frontendState(), device, life)
         }
     }
@@ -176,10 +180,23 @@ struct DeviceManager: Sendable {
         context.observe(.tornDown(name, reason: reason))
     }
 
-    private func write(_ state: XenbusState, _ device: BackendDevice, _ life: Life) async throws(XenGntError) {
-        try await device.setState(state)
-        life.written = state
-        context.observe(.wroteState(name, state))
+    /// Writes the backend's state, unless the toolstack removed the device directory (a write
+    /// would create it again): then the device is gone and `false` says so.
+    @discardableResult
+    private func write(_ state: XenbusState, _ device: BackendDevice, _ life: Life) async throws(XenGntError) -> Bool {
+        let path = backendPath
+        let written = try await context.store.transaction { transaction throws(XenGntError) -> Bool in
+            guard try await transaction.exists("\(path)/frontend") else { return false }
+            try await transaction.write("\(path)/state", state.value)
+            return true
+        }
+        if written {
+            life.written = state
+            context.observe(.wroteState(name, state))
+        } else {
+            life.gone = true
+        }
+        return written
     }
 
     /// Whether the frontend's domain still exists: xenstored's answer where this domain may

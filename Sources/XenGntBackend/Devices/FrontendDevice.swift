@@ -41,12 +41,12 @@ public struct FrontendDevice: Sendable, CustomStringConvertible {
 
     /// This frontend's state.
     public func state() async throws(XenGntError) -> XenbusState {
-        XenbusState(try await store.readIfPresent("\(frontendPath)/state"))
+        try await store.state(at: "\(frontendPath)/state")
     }
 
     /// The backend's state.
     public func backendState() async throws(XenGntError) -> XenbusState {
-        XenbusState(try await store.readIfPresent("\(backendPath)/state"))
+        try await store.state(at: "\(backendPath)/state")
     }
 
     /// Writes this frontend's state.
@@ -65,7 +65,7 @@ public struct FrontendDevice: Sendable, CustomStringConvertible {
         return try await withDeadline(timeout, path: path, waitingFor: "ready") { () throws(XenGntError) in
             let watch = try await store.watch(path)
             for try await _ in watch {
-                let state = XenbusState(try await store.readIfPresent(path))
+                let state = try await store.state(at: path)
                 if accept(state) {
                     try? await watch.cancel()
                     return state
@@ -75,15 +75,17 @@ public struct FrontendDevice: Sendable, CustomStringConvertible {
         }
     }
 
-    /// The handshake: waits for the backend's InitWait, writes `entries` (ring references,
-    /// ports; keys relative to the frontend's directory) and Initialised in one transaction,
-    /// waits for the backend's Connected, and writes Connected.
+    /// The handshake: waits for the backend's InitWait (first going back to Initialising if
+    /// the backend is anywhere else, say still connected to an earlier instance of this
+    /// frontend), writes `entries` (ring references, ports; keys relative to the frontend's
+    /// directory) and Initialised in one transaction, waits for the backend's Connected, and
+    /// writes Connected.
     ///
-    /// - Throws: ``XenGntError/Code/peerClosed`` when the backend closes instead;
-    ///   ``XenGntError/Code/peerNotReady`` after `timeout` at either wait.
+    /// - Throws: ``XenGntError/Code/peerClosed`` when the backend closes instead of
+    ///   connecting; ``XenGntError/Code/peerNotReady`` after `timeout` at either wait.
     public func connect(publishing entries: [String: String], timeout: Duration? = nil) async throws(XenGntError) {
-        let ready = try await waitForBackend(timeout: timeout) { $0 == .initWait || $0 == .connected || $0.isClosing }
-        if ready.isClosing { throw XenGntError(.peerClosed, .deviceLifecycle, path: backendPath, detail: "\(ready)") }
+        if try await backendState() != .initWait { try await setState(.initialising) }
+        _ = try await waitForBackend(timeout: timeout) { $0 == .initWait }
         try await store.transaction { transaction throws(XenGntError) in
             for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
                 try await transaction.write("\(frontendPath)/\(key)", value)

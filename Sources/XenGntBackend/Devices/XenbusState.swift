@@ -1,4 +1,5 @@
 internal import CXenBackend
+public import XenGnt
 
 /// The state of one end of a PV device (`enum xenbus_state`, `xen/io/xenbus.h`), which each end
 /// writes to its directory's `state` key.
@@ -47,4 +48,18 @@ public enum XenbusState: UInt32, Sendable, Hashable, CaseIterable, CustomStringC
         XenbusStateInitialised.rawValue, XenbusStateConnected.rawValue, XenbusStateClosing.rawValue,
         XenbusStateClosed.rawValue, XenbusStateReconfiguring.rawValue, XenbusStateReconfigured.rawValue,
     ]
+}
+
+extension XenStoreOperations {
+    /// The state in a `state` key: ``XenbusState/unknown`` when it is missing, when this domain
+    /// may not read it (xenstored answers `EACCES` for a missing node below one it may not
+    /// read, which is what a removed device directory looks like to the other end), or when it
+    /// holds something else.
+    public func state(at path: String) async throws(XenGntError) -> XenbusState {
+        do {
+            return XenbusState(try await read(path))
+        } catch where error.code == .noSuchNode || error.code == .accessDenied {
+            return .unknown
+        }
+    }
 }

@@ -197,9 +197,9 @@ extension XenStoreOperations {
 
     /// Sends a raw request of `type` with `payload` and returns the reply's payload (an
     /// `XS_ERROR` reply is thrown). For tests and messages this API does not cover.
-    package func send(_ type: UInt32, payload: [UInt8]) async throws(XenGntError) -> XenStoreMessage {
+    package func send(_ type: UInt32, payload: [UInt8], transaction: UInt32? = nil) async throws(XenGntError) -> XenStoreMessage {
         try await route.connection.exchange(
-            XenStoreMessage(type: type, transactionID: route.transactionID, payload: payload), .xenstoreRequest, path: nil)
+            XenStoreMessage(type: type, transactionID: transaction ?? route.transactionID, payload: payload), .xenstoreRequest, path: nil)
     }
 }
 
