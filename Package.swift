@@ -73,6 +73,8 @@ let package = Package(
             name: "XenGntConformance",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "CXenGnt",
                 "CXenTools",
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -98,6 +100,8 @@ let package = Package(
             name: "XenGntTests",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "XenGntTesting",
                 "XenGntConformance",
                 "CXenGnt",
