@@ -43,7 +43,7 @@ public enum XenbusState: UInt32, Sendable, Hashable, CaseIterable, CustomStringC
     }
 
     /// The header's numbering, which the cases above must match.
-    static let headerValues: [UInt32] = [
+    package static let headerValues: [UInt32] = [
         XenbusStateUnknown.rawValue, XenbusStateInitialising.rawValue, XenbusStateInitWait.rawValue,
         XenbusStateInitialised.rawValue, XenbusStateConnected.rawValue, XenbusStateClosing.rawValue,
         XenbusStateClosed.rawValue, XenbusStateReconfiguring.rawValue, XenbusStateReconfigured.rawValue,

@@ -19,7 +19,7 @@ public import XenGnt
 /// (``XenGntError/Code/ringIndexBackwards``), and the ring is broken: every later call throws
 /// the same error, and nothing is read outside the ring. A garbage `rsp_event` can only cause
 /// a spurious or a missing notification of the frontend.
-public struct BackRing<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
+public struct BackRing<Request, Response>: ~Copyable {
     let base: UnsafeMutableRawPointer
     /// Where the ring is and how many slots it has.
     public let geometry: RingGeometry

@@ -20,7 +20,8 @@ public struct EventPageGeometry: Sendable, Hashable {
     public let capacity: Int
 
     /// The page of `Event`s over `byteCount` bytes behind a `headerSize`-byte header.
-    public init<Event: BitwiseCopyable>(_ event: Event.Type, byteCount: Int = xenPageSize, headerSize: Int = displayHeaderSize) throws(XenGntError) {
+    public init<Event>(_ event: Event.Type, byteCount: Int = xenPageSize, headerSize: Int = displayHeaderSize) throws(XenGntError) {
+        try RingGeometry.requirePlainData(Event.self)
         self.headerSize = headerSize
         eventSize = max(MemoryLayout<Event>.stride, 1)
         capacity = byteCount > headerSize ? (byteCount - headerSize) / eventSize : 0
@@ -38,7 +39,7 @@ public struct EventPageGeometry: Sendable, Hashable {
 ///
 /// The frontend's consumer index is checked at every post: ahead of what was produced, or
 /// behind by more than the page holds, and the page is broken (every later post throws).
-public struct EventPageWriter<Event: BitwiseCopyable>: ~Copyable {
+public struct EventPageWriter<Event>: ~Copyable {
     let base: UnsafeMutableRawPointer
     /// The page's layout.
     public let geometry: EventPageGeometry
@@ -109,7 +110,7 @@ public struct EventPageWriter<Event: BitwiseCopyable>: ~Copyable {
 
 /// The frontend's side of an event page: takes the events the backend posts, on a page this
 /// domain shares (zeroed when attached).
-public struct EventPageReader<Event: BitwiseCopyable>: ~Copyable {
+public struct EventPageReader<Event>: ~Copyable {
     let base: UnsafeMutableRawPointer
     /// The page's layout.
     public let geometry: EventPageGeometry
@@ -127,19 +128,23 @@ public struct EventPageReader<Event: BitwiseCopyable>: ~Copyable {
         self.init(base: base, geometry: geometry, refs: refs, memory: .shared(pages))
     }
 
-    /// Initialises an event page at `address` that the caller keeps mapped.
+    /// Initialises an event page at `address` that the caller keeps mapped, with both indices
+    /// at `start` (0 for a new page).
     public init(unsafeMemory address: UnsafeMutableRawPointer, byteCount: Int = xenPageSize,
-                headerSize: Int = EventPageGeometry.displayHeaderSize) throws(XenGntError) {
+                headerSize: Int = EventPageGeometry.displayHeaderSize, startingAt start: UInt32 = 0) throws(XenGntError) {
         let geometry = try EventPageGeometry(Event.self, byteCount: byteCount, headerSize: headerSize)
-        self.init(base: address, geometry: geometry, refs: [], memory: .borrowed)
+        self.init(base: address, geometry: geometry, refs: [], memory: .borrowed, start: start)
     }
 
-    private init(base: UnsafeMutableRawPointer, geometry: EventPageGeometry, refs: [GrantRef], memory: consuming SharedMemory) {
+    private init(base: UnsafeMutableRawPointer, geometry: EventPageGeometry, refs: [GrantRef], memory: consuming SharedMemory, start: UInt32 = 0) {
         self.base = base
         self.geometry = geometry
         self.refs = refs
         self.memory = memory
+        consumer = start
         base.initializeMemory(as: UInt8.self, repeating: 0, count: geometry.headerSize)
+        Shared.storeRelaxed(base, EventPageGeometry.consumerOffset, start)
+        Shared.storeRelaxed(base, EventPageGeometry.producerOffset, start)
         Shared.fullBarrier()
     }
 

@@ -15,7 +15,7 @@ public import XenGnt
 /// holds, ahead of the requests sent (more responses than requests), or moved backwards, and
 /// the ring is broken (every later call throws the same error); each response is copied out
 /// once. A garbage `req_event` can only cause a spurious or a missing notification.
-public struct FrontRing<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
+public struct FrontRing<Request, Response>: ~Copyable {
     let base: UnsafeMutableRawPointer
     /// Where the ring is and how many slots it has.
     public let geometry: RingGeometry

@@ -52,7 +52,7 @@ enum Shared {
 
     /// Copies one entry out of shared memory, exactly once (`RING_COPY_REQUEST`).
     @inline(__always)
-    static func copy<Entry: BitwiseCopyable>(_ type: Entry.Type, from address: UnsafeRawPointer) -> Entry {
+    static func copy<Entry>(_ type: Entry.Type, from address: UnsafeRawPointer) -> Entry {
         withUnsafeTemporaryAllocation(of: Entry.self, capacity: 1) { buffer in
             let raw = UnsafeMutableRawPointer(buffer.baseAddress!)
             cxb_copy_from_shared(raw, address, MemoryLayout<Entry>.size)
@@ -62,7 +62,7 @@ enum Shared {
 
     /// Writes one entry into shared memory.
     @inline(__always)
-    static func store<Entry: BitwiseCopyable>(_ entry: Entry, to address: UnsafeMutableRawPointer) {
+    static func store<Entry>(_ entry: Entry, to address: UnsafeMutableRawPointer) {
         withUnsafeBytes(of: entry) { cxb_copy_to_shared(address, $0.baseAddress, $0.count) }
     }
 }
@@ -86,9 +86,11 @@ public struct RingGeometry: Sendable, Hashable {
     /// The ring of `Request`s and `Response`s over `byteCount` bytes.
     ///
     /// - Throws: ``XenGntError/Code/ringTooSmall`` when not one slot fits.
-    public init<Request: BitwiseCopyable, Response: BitwiseCopyable>(
+    public init<Request, Response>(
         _ request: Request.Type, _ response: Response.Type, byteCount: Int
     ) throws(XenGntError) {
+        try Self.requirePlainData(Request.self)
+        try Self.requirePlainData(Response.self)
         let alignment = max(MemoryLayout<Request>.alignment, MemoryLayout<Response>.alignment)
         let size = max(MemoryLayout<Request>.size, MemoryLayout<Response>.size, 1)
         slotSize = (size + alignment - 1) / alignment * alignment
@@ -103,6 +105,18 @@ public struct RingGeometry: Sendable, Hashable {
     }
 }
 
+extension RingGeometry {
+    /// Entries are copied as bytes to and from another domain's memory, so they must be plain
+    /// data: a protocol's C structs (which Swift does not always see as `BitwiseCopyable`:
+    /// displif's have anonymous unions), never a type with references.
+    static func requirePlainData<Entry>(_ type: Entry.Type) throws(XenGntError) {
+        guard _isPOD(type) else {
+            throw XenGntError(.invalidArgument, .attachRing,
+                              detail: "\(type) is not plain data; a ring holds a protocol's C structs (no references, no Swift strings or arrays)")
+        }
+    }
+}
+
 extension XenGntError {
     /// A violation of the ring protocol by the peer.
     static func ring(_ code: Code, _ operation: Operation, slots: Int, _ detail: String) -> XenGntError {
@@ -110,12 +124,12 @@ extension XenGntError {
     }
 }
 
-extension FrontRing where Request: BitwiseCopyable, Response: BitwiseCopyable {
+extension FrontRing {
     /// The ring's shared memory, for tests that play a hostile frontend.
     package var unsafeSharedMemory: UnsafeMutableRawPointer { base }
 }
 
-extension BackRing where Request: BitwiseCopyable, Response: BitwiseCopyable {
+extension BackRing {
     /// The ring's shared memory, for tests that play a hostile backend.
     package var unsafeSharedMemory: UnsafeMutableRawPointer { base }
 }

@@ -40,6 +40,7 @@ package struct XenStoreMessage: Sendable, Equatable {
 
     /// The payload split at NULs (a trailing NUL ends the last string, it does not start one).
     package var strings: [String] {
+        guard !payload.isEmpty else { return [] }
         var parts = payload.split(separator: 0, omittingEmptySubsequences: false)
         if payload.last == 0 { parts.removeLast() }
         return parts.map { String(decoding: $0, as: UTF8.self) }
