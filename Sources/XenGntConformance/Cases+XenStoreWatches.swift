@@ -105,35 +105,35 @@ extension ConformanceSuite {
                 let mine = "/xengnt/run/xenstore-transactions/\(peer.role)"
                 try await store.write(mine, "0")
                 try await withXenStore(peer) { other in
-                try await checkFailsAsync(code: .transactionConflict, errno: .resourceTemporarilyUnavailable, detail: "EAGAIN") {
-                    try await store.transaction(attempts: 1) { transaction throws(XenGntError) in
-                        _ = try await transaction.read(mine)
-                        try await other.write(mine, "1")
-                        try await transaction.write(mine, "2")
-                    }
-                }
-                try check(try await store.read(mine) == "1", "a conflicting transaction changed nothing")
-                let attempts = Progress()
-                try await store.transaction(attempts: 2) { transaction throws(XenGntError) in
-                    attempts.set(attempts.value + 1)
-                    _ = try await transaction.read(mine)
-                    if attempts.value == 1 { try await other.write(mine, "3") }
-                    try await transaction.write(mine, "4")
-                }
-                let final = try await store.read(mine)
-                try check(attempts.value == 2 && final == "4", "the body ran again and committed")
-                // A body that fails ends its transaction: 15 in a row stay under the quota of 10.
-                for _ in 0..<15 {
-                    try await checkFailsAsync(code: .malformedValue) {
-                        try await store.transaction { transaction throws(XenGntError) in
+                    try await checkFailsAsync(code: .transactionConflict, errno: .resourceTemporarilyUnavailable, detail: "EAGAIN") {
+                        try await store.transaction(attempts: 1) { transaction throws(XenGntError) in
                             _ = try await transaction.read(mine)
-                            throw XenGntError(.malformedValue, .xenstoreTransaction, detail: "the body gave up")
+                            try await other.write(mine, "1")
+                            try await transaction.write(mine, "2")
                         }
                     }
-                }
-                try await checkFailsAsync(code: .noSuchNode, detail: "ENOENT") {
-                    _ = try await store.send(XenStoreMessageType.transactionEnd, payload: XenStoreMessage.payload(["T"]), transaction: 0x7FFF_0000)
-                }
+                    try check(try await store.read(mine) == "1", "a conflicting transaction changed nothing")
+                    let attempts = Progress()
+                    try await store.transaction(attempts: 2) { transaction throws(XenGntError) in
+                        attempts.set(attempts.value + 1)
+                        _ = try await transaction.read(mine)
+                        if attempts.value == 1 { try await other.write(mine, "3") }
+                        try await transaction.write(mine, "4")
+                    }
+                    let final = try await store.read(mine)
+                    try check(attempts.value == 2 && final == "4", "the body ran again and committed")
+                    // A body that fails ends its transaction: 15 in a row stay under the quota of 10.
+                    for _ in 0..<15 {
+                        try await checkFailsAsync(code: .malformedValue) {
+                            try await store.transaction { transaction throws(XenGntError) in
+                                _ = try await transaction.read(mine)
+                                throw XenGntError(.malformedValue, .xenstoreTransaction, detail: "the body gave up")
+                            }
+                        }
+                    }
+                    try await checkFailsAsync(code: .noSuchNode, detail: "ENOENT") {
+                        _ = try await store.send(XenStoreMessageType.transactionEnd, payload: XenStoreMessage.payload(["T"]), transaction: 0x7FFF_0000)
+                    }
                 }
                 if peer.role == .dom0 {
                     try await peer.wait(for: "counted", from: .pv)
