@@ -72,8 +72,7 @@ public struct Backend: Sendable {
             defer { group.cancelAll() }
             do throws(XenGntError) {
                 for try await event in discovery {
-                    let found = try await scan(root, event: event.path)
-                    for key in found.appeared where devices.add(key) {
+                    for key in try await scan(root, event: event.path, known: devices) where devices.add(key) {
                         group.addTask { await DeviceManager(context: context, key: key, root: root, table: devices).run() }
                     }
                     devices.route(event.path, under: root)
@@ -88,11 +87,18 @@ public struct Backend: Sendable {
         if let failure { throw failure }
     }
 
-    /// The devices below `root` that `path` may have added (all of them for the watch's first
-    /// event or a frontend's directory; none for a key inside a device's directory).
-    private func scan(_ root: String, event path: String) async throws(XenGntError) -> (appeared: [DeviceKey], depth: Int) {
+    /// The devices below `root` that the event at `path` may have added: all of them for the
+    /// watch's first event, a frontend's for its directory, the one device for anything inside
+    /// it (a toolstack that writes `.../<devid>/state` directly creates the directory without an
+    /// event of its own). Devices already managed are not looked up again.
+    private func scan(_ root: String, event path: String, known devices: DeviceTable) async throws(XenGntError) -> [DeviceKey] {
         let relative = path.hasPrefix(root + "/") ? path.dropFirst(root.count + 1).split(separator: "/").map(String.init) : []
-        if relative.count >= 3 { return ([], relative.count) }
+        if relative.count >= 2 {
+            guard let id = UInt16(relative[0]) else { return [] }
+            let key = DeviceKey(frontend: DomainID(id), device: relative[1])
+            guard !devices.isManaged(key) else { return [] }
+            return try await store.exists("\(root)/\(relative[0])/\(relative[1])") ? [key] : []
+        }
         let frontends: [String]
         if let first = relative.first {
             frontends = [first]
@@ -100,25 +106,21 @@ public struct Backend: Sendable {
             do {
                 frontends = try await store.directory(root)
             } catch where error.code == .noSuchNode {
-                return ([], 0)
+                return []
             }
         }
         var keys: [DeviceKey] = []
         for frontend in frontends {
             guard let id = UInt16(frontend) else { continue }
-            let ids: [String]
             do {
-                ids = relative.count == 2 ? [relative[1]] : try await store.directory("\(root)/\(frontend)")
+                for device in try await store.directory("\(root)/\(frontend)") {
+                    keys.append(DeviceKey(frontend: DomainID(id), device: device))
+                }
             } catch where error.code == .noSuchNode {
                 continue
             }
-            for device in ids {
-                if try await store.exists("\(root)/\(frontend)/\(device)") {
-                    keys.append(DeviceKey(frontend: DomainID(id), device: device))
-                }
-            }
         }
-        return (keys, relative.count)
+        return keys
     }
 }
 
@@ -144,6 +146,10 @@ enum DeviceMessage: Sendable {
 final class DeviceTable: Sendable {
     private let inboxes = Mutex<[DeviceKey: AsyncStream<DeviceMessage>.Continuation]>([:])
     private let managed = Mutex<Set<DeviceKey>>([])
+
+    func isManaged(_ key: DeviceKey) -> Bool {
+        managed.withLock { $0.contains(key) }
+    }
 
     /// Records `key`; `false` when it is managed already.
     func add(_ key: DeviceKey) -> Bool {
