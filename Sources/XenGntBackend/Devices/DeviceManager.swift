@@ -40,7 +40,6 @@ struct DeviceManager: Sendable {
                 for try await _ in watch { continuation.yield(.frontendChanged) }
             } catch {}
         }
-        defer { pump.cancel() }
         let life = Life()
         do {
             try await start(device, life)
@@ -50,6 +49,8 @@ struct DeviceManager: Sendable {
         } catch {
             context.observe(.rejected(name, error))
         }
+        pump.cancel()
+        await pump.value
         // Shutting down (cancelled) or done: tear down, then say so if the directory is there.
         await teardown(life, reason: Task.isCancelled ? "backend shutting down" : "device gone")
         if Task.isCancelled {

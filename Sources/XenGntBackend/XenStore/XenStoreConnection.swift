@@ -34,6 +34,7 @@ package final class XenStoreConnection: Sendable {
     func close() async {
         reader.cancel()
         await reader.value
+        wire.close()
     }
 
     /// Sends `message` (its request id is assigned here) and waits for the reply; an `XS_ERROR`
@@ -143,19 +144,31 @@ package final class XenStoreConnection: Sendable {
 final class XenStoreWire: Sendable {
     let fd: Int32
     let calls: any SystemCalls
-    private let writing = Mutex(())
+    /// Held while writing and while closing, so a write never reaches a closed (and perhaps
+    /// reused) descriptor number; `true` once closed.
+    private let writing = Mutex(false)
 
     init(fd: Int32, calls: any SystemCalls) {
         self.fd = fd
         self.calls = calls
     }
 
-    deinit { try? calls.close(fd) }
+    deinit { close() }
+
+    /// Closes the descriptor (once). The reader has stopped when this is called.
+    func close() {
+        writing.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            try? calls.close(fd)
+        }
+    }
 
     /// Writes all of `bytes` as one message. A full socket buffer (`EAGAIN`: the descriptor is
     /// non-blocking for the reader's sake) is waited out in `poll` for writability.
     func send(_ bytes: [UInt8]) throws(Errno) {
-        try writing.withLock { _ throws(Errno) in
+        try writing.withLock { closed throws(Errno) in
+            guard !closed else { throw .badFileDescriptor }
             var offset = 0
             while offset < bytes.count {
                 let start = offset

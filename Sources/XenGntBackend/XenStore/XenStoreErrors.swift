@@ -1,4 +1,4 @@
-import SystemPackage
+package import SystemPackage
 import XenGnt
 
 #if canImport(Glibc)
@@ -6,10 +6,10 @@ import Glibc
 #endif
 
 /// How xenstored's error strings become ``XenGntError``s.
-enum XenStoreErrors {
+package enum XenStoreErrors {
     /// The errors of `xs_wire.h`'s `xsd_errors` table, by name (`EQUOTA` is oxenstored's
     /// quota error and has no Linux errno).
-    static let errnos: [String: Errno] = [
+    package static let errnos: [String: Errno] = [
         "EINVAL": .invalidArgument, "EACCES": .permissionDenied, "EEXIST": .fileExists,
         "EISDIR": .isDirectory, "ENOENT": .noSuchFileOrDirectory, "ENOMEM": .noMemory,
         "ENOSPC": .noSpace, "EIO": .ioError, "ENOTEMPTY": .directoryNotEmpty, "ENOSYS": .noFunction,
