@@ -63,6 +63,8 @@ let package = Package(
             name: "XenGntTesting",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "CXenGnt",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
