@@ -143,7 +143,13 @@ struct DeviceManager: Sendable {
             try await write(.closed, device, life)
             if try await context.store.readIfPresent("\(backendPath)/online") == "0" { return .stop }
         case .unknown:
-            if life.session != nil {
+            // The frontend's directory went: with its domain (then Closed, as for
+            // @releaseDomain, whichever event comes first), or by itself.
+            if try await !frontendAlive(device) {
+                life.frontendGone = true
+                await teardown(life, reason: "frontend domain gone")
+                try await write(.closed, device, life)
+            } else if life.session != nil {
                 await teardown(life, reason: "frontend state unknown")
                 try await write(.closing, device, life)
             }
