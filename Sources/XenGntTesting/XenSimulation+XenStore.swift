@@ -89,7 +89,7 @@ extension XenSimulation {
     }
 
     /// Adds a PV device as the toolstack does: both directories, libxl's permissions
-    /// (``XenDevice/create(in:frontendEntries:backendEntries:)``), written through Dom0's
+    /// (`XenDevice.create(in:frontendEntries:backendEntries:)`), written through Dom0's
     /// xenstored socket, so domain 0 must exist.
     public func addDevice(_ device: XenDevice, frontendEntries: [String: String] = [:],
                           backendEntries: [String: String] = [:]) async throws(XenGntError) {

@@ -26,7 +26,7 @@ public struct BackendDevice: Sendable, CustomStringConvertible {
 
     /// A number the frontend published (a grant reference, a port, a page order).
     ///
-    /// - Throws: ``XenGntError/Code/malformedValue`` when it is not one.
+    /// - Throws: `XenGntError/Code/malformedValue` when it is not one.
     public func readFrontend<Value: FixedWidthInteger>(_ key: String, as type: Value.Type) async throws(XenGntError) -> Value {
         try await store.read("\(frontendPath)/\(key)", as: type)
     }

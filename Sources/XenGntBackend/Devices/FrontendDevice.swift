@@ -25,7 +25,7 @@ public struct FrontendDevice: Sendable, CustomStringConvertible {
 
     /// The device `type`/`id` of this domain, as the toolstack described it.
     ///
-    /// - Throws: ``XenGntError/Code/noSuchNode`` when the toolstack made no such device.
+    /// - Throws: `XenGntError/Code/noSuchNode` when the toolstack made no such device.
     public init(type: String, id: Int, store: XenStore) async throws(XenGntError) {
         let me = try await store.domainID()
         let path = "/local/domain/\(me.rawValue)/device/\(type)/\(id)"
@@ -56,7 +56,7 @@ public struct FrontendDevice: Sendable, CustomStringConvertible {
 
     /// Waits until the backend's state satisfies `accept`, and returns it.
     ///
-    /// - Throws: ``XenGntError/Code/peerNotReady`` after `timeout`.
+    /// - Throws: `XenGntError/Code/peerNotReady` after `timeout`.
     public func waitForBackend(
         timeout: Duration? = nil, until accept: @escaping @Sendable (XenbusState) -> Bool
     ) async throws(XenGntError) -> XenbusState {
@@ -81,8 +81,8 @@ public struct FrontendDevice: Sendable, CustomStringConvertible {
     /// directory) and Initialised in one transaction, waits for the backend's Connected, and
     /// writes Connected.
     ///
-    /// - Throws: ``XenGntError/Code/peerClosed`` when the backend closes instead of
-    ///   connecting; ``XenGntError/Code/peerNotReady`` after `timeout` at either wait.
+    /// - Throws: `XenGntError/Code/peerClosed` when the backend closes instead of
+    ///   connecting; `XenGntError/Code/peerNotReady` after `timeout` at either wait.
     public func connect(publishing entries: [String: String], timeout: Duration? = nil) async throws(XenGntError) {
         if try await backendState() != .initWait { try await setState(.initialising) }
         _ = try await waitForBackend(timeout: timeout) { $0 == .initWait }
@@ -116,7 +116,7 @@ extension XenbusState {
     var isClosing: Bool { self == .closing || self == .closed }
 }
 
-/// Runs `body`, giving up with ``XenGntError/Code/peerNotReady`` after `timeout` (a deadline,
+/// Runs `body`, giving up with `XenGntError/Code/peerNotReady` after `timeout` (a deadline,
 /// not a polling loop: `body` waits on its watch meanwhile).
 func withDeadline<Value: Sendable>(
     _ timeout: Duration?, path: String, waitingFor what: String,

@@ -6,8 +6,8 @@ extension XenSystem {
     ///
     /// XenGnt uses the id to refuse what would harm this domain: in an x86 PVH or HVM domain,
     /// mapping or exporting grants the domain issued itself shows the wrong page and later
-    /// crashes the kernel, so ``GrantDevice`` opened on the returned system refuses it
-    /// (``XenGntError/Code/ownGrants``) before asking the kernel.
+    /// crashes the kernel, so `GrantDevice` opened on the returned system refuses it
+    /// (`XenGntError/Code/ownGrants`) before asking the kernel.
     ///
     /// ```swift
     /// let system = try await XenSystem.kernel.identified()

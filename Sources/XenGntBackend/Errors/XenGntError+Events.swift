@@ -3,7 +3,7 @@ public import XenGnt
 extension XenGntError.Code {
     // MARK: Event channels
 
-    /// Xen refused to bind the port: ``XenGntError/domain``, ``XenGntError/port`` (the remote
+    /// Xen refused to bind the port: `XenGntError/domain`, `XenGntError/port` (the remote
     /// port, for an interdomain bind).
     public static var eventChannelRefused: Self {
         Self("eventChannelRefused") { e in
@@ -28,13 +28,13 @@ extension XenGntError.Code {
     // MARK: Shared rings
 
     /// The peer moved a producer index more than the ring holds ahead of what was consumed:
-    /// ``XenGntError/detail`` names the indices.
+    /// `XenGntError/detail` names the indices.
     public static var ringOverflow: Self {
         Self("ringOverflow") { e in
             "the peer's producer index is ahead of this side's consumer by more than the ring's \(e.limit.map(String.init) ?? "") slots (\(e.detail ?? "")); the ring is corrupt or the peer hostile: disconnect it. Nothing was read out of bounds."
         }
     }
-    /// The peer moved an index backwards: ``XenGntError/detail`` names the indices.
+    /// The peer moved an index backwards: `XenGntError/detail` names the indices.
     public static var ringIndexBackwards: Self {
         Self("ringIndexBackwards") { e in
             "the peer moved an index backwards (\(e.detail ?? "")); the ring is corrupt or the peer hostile: disconnect it. Nothing was read out of bounds."
@@ -46,13 +46,13 @@ extension XenGntError.Code {
             "the ring's protocol was broken: \(e.detail ?? "an index the peer set is impossible"); disconnect the peer."
         }
     }
-    /// No free slot: ``XenGntError/limit`` slots are all in use.
+    /// No free slot: `XenGntError/limit` slots are all in use.
     public static var ringFull: Self {
         Self("ringFull") { e in
             "every one of the ring's \(e.limit.map(String.init) ?? "") slots is in use; wait for the peer to consume (take responses, then retry)."
         }
     }
-    /// The memory cannot hold a ring of these entries: ``XenGntError/length`` bytes.
+    /// The memory cannot hold a ring of these entries: `XenGntError/length` bytes.
     public static var ringTooSmall: Self {
         Self("ringTooSmall") { e in
             "\(e.length.map { "\($0) bytes" } ?? "the memory") cannot hold a ring of these entries (\(e.detail ?? "")); map the number of pages the protocol's ring-page-order says."
@@ -61,15 +61,15 @@ extension XenGntError.Code {
 
     // MARK: Devices (XenbusState)
 
-    /// The toolstack's description of a device is unusable: ``XenGntError/path``,
-    /// ``XenGntError/detail``.
+    /// The toolstack's description of a device is unusable: `XenGntError/path`,
+    /// `XenGntError/detail`.
     public static var invalidDevice: Self {
         Self("invalidDevice") { e in
             "the device at \(e.path ?? "?") is unusable: \(e.detail ?? "its XenStore entries are missing or wrong")."
         }
     }
-    /// The peer did not reach the expected state in time: ``XenGntError/path``,
-    /// ``XenGntError/detail``.
+    /// The peer did not reach the expected state in time: `XenGntError/path`,
+    /// `XenGntError/detail`.
     public static var peerNotReady: Self {
         Self("peerNotReady") { e in
             "the peer at \(e.path ?? "?") did not become \(e.detail ?? "ready") in time."
@@ -99,6 +99,6 @@ extension XenGntError.Operation {
     public static let consumeRing = Self("consumeRing")
     /// Putting requests (front end) or responses (back end) on a ring.
     public static let produceRing = Self("produceRing")
-    /// Following a device's XenbusState (``Backend/run(_:)``, ``FrontendDevice``).
+    /// Following a device's XenbusState (``Backend/run(observe:prepare:serve:)``, ``FrontendDevice``).
     public static let deviceLifecycle = Self("deviceLifecycle")
 }

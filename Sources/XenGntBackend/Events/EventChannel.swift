@@ -53,7 +53,7 @@ public struct EventChannel: ~Copyable, Sendable {
 
     /// Connects a new local port to `port`, which `remote` allocated for this domain.
     ///
-    /// - Throws: ``XenGntError/Code/eventChannelRefused`` when `port` is not an unbound port
+    /// - Throws: `XenGntError/Code/eventChannelRefused` when `port` is not an unbound port
     ///   of `remote` meant for this domain (`EINVAL`), or `remote` does not exist (`ESRCH`).
     ///
     /// The corresponding ioctl is `IOCTL_EVTCHN_BIND_INTERDOMAIN`.
@@ -72,7 +72,7 @@ public struct EventChannel: ~Copyable, Sendable {
 
     /// The events that arrive on this port, unmasked as they are taken (see the type's
     /// discussion). The sequence ends when the port is unbound; cancelling the iterating task
-    /// ends a wait with ``XenGntError/Code/cancelled``. If the kernel's queue overflows
+    /// ends a wait with `XenGntError/Code/cancelled`. If the kernel's queue overflows
     /// (`EFBIG`), it is reset, the port unmasked, and the next element has
     /// ``EventChannelNotification/followsOverflow`` set.
     public var notifications: EventChannelNotifications { EventChannelNotifications(file: file) }

@@ -15,8 +15,8 @@ public import XenGnt
 /// caller sees it, and never read there again (`RING_COPY_REQUEST`), so a frontend that
 /// rewrites a slot afterwards changes nothing. The frontend's producer index is checked each
 /// time it is read: ahead of the responses by more than the ring holds
-/// (``XenGntError/Code/ringOverflow``), or moved backwards
-/// (``XenGntError/Code/ringIndexBackwards``), and the ring is broken: every later call throws
+/// (`XenGntError/Code/ringOverflow`), or moved backwards
+/// (`XenGntError/Code/ringIndexBackwards`), and the ring is broken: every later call throws
 /// the same error, and nothing is read outside the ring. A garbage `rsp_event` can only cause
 /// a spurious or a missing notification of the frontend.
 public struct BackRing<Request, Response>: ~Copyable {
@@ -100,7 +100,7 @@ public struct BackRing<Request, Response>: ~Copyable {
     /// (``publishResponses()``). Responses may answer requests in any order, but never
     /// outnumber the requests taken.
     ///
-    /// - Throws: ``XenGntError/Code/ringProtocolViolation`` when every request taken has a
+    /// - Throws: `XenGntError/Code/ringProtocolViolation` when every request taken has a
     ///   response already.
     public mutating func respond(_ response: Response) throws(XenGntError) {
         if let failure { throw failure }

@@ -81,7 +81,7 @@ public struct EventPageWriter<Event>: ~Copyable {
     ///
     /// - Returns: `false` when the page is full (the frontend has not taken the oldest
     ///   events); the event was not posted.
-    /// - Throws: ``XenGntError/Code/ringOverflow`` or ``XenGntError/Code/ringIndexBackwards``
+    /// - Throws: `XenGntError/Code/ringOverflow` or `XenGntError/Code/ringIndexBackwards`
     ///   when the frontend's `in_cons` is impossible.
     public mutating func post(_ event: Event) throws(XenGntError) -> Bool {
         if let failure { throw failure }
@@ -150,7 +150,7 @@ public struct EventPageReader<Event>: ~Copyable {
 
     /// Takes the next event, or `nil` when none waits.
     ///
-    /// - Throws: ``XenGntError/Code/ringOverflow`` or ``XenGntError/Code/ringIndexBackwards``
+    /// - Throws: `XenGntError/Code/ringOverflow` or `XenGntError/Code/ringIndexBackwards`
     ///   when the backend's `in_prod` is impossible.
     public mutating func next() throws(XenGntError) -> Event? {
         if let failure { throw failure }

@@ -70,7 +70,7 @@ public struct FrontRing<Request, Response>: ~Copyable {
 
     /// Puts a request in the next slot, not yet visible to the backend (``publishRequests()``).
     ///
-    /// - Throws: ``XenGntError/Code/ringFull`` when every slot holds an unanswered request.
+    /// - Throws: `XenGntError/Code/ringFull` when every slot holds an unanswered request.
     public mutating func enqueue(_ request: Request) throws(XenGntError) {
         if let failure { throw failure }
         guard freeSlots > 0 else { throw XenGntError(.ringFull, .produceRing, limit: geometry.slotCount) }

@@ -85,7 +85,7 @@ public struct RingGeometry: Sendable, Hashable {
 
     /// The ring of `Request`s and `Response`s over `byteCount` bytes.
     ///
-    /// - Throws: ``XenGntError/Code/ringTooSmall`` when not one slot fits.
+    /// - Throws: `XenGntError/Code/ringTooSmall` when not one slot fits.
     public init<Request, Response>(
         _ request: Request.Type, _ response: Response.Type, byteCount: Int
     ) throws(XenGntError) {

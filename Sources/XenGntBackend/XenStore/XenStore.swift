@@ -23,8 +23,8 @@ import Glibc
 /// ```
 ///
 /// Reading and writing are in ``XenStoreOperations``, which transactions share
-/// (``transaction(attempts:_:)``). Failures are ``XenGntError``s whose ``XenGntError/detail``
-/// is xenstored's error string (`ENOENT`, `EACCES`, ...) and whose ``XenGntError/path`` is the
+/// (``transaction(attempts:_:)``). Failures are `XenGntError`s whose `XenGntError/detail`
+/// is xenstored's error string (`ENOENT`, `EACCES`, ...) and whose `XenGntError/path` is the
 /// node asked for.
 public final class XenStore: XenStoreOperations, Sendable {
     /// How a `XenStore` reaches xenstored.
@@ -76,7 +76,7 @@ public final class XenStore: XenStoreOperations, Sendable {
     ///   - system: where to connect (the kernel, or a simulated domain).
     ///   - transport: `nil` (the default) does what libxenstore's `xs_open` does: xenstored's
     ///     socket when it accepts a connection, else the kernel's `/dev/xen/xenbus`.
-    /// - Throws: ``XenGntError/Code/xenstoreUnavailable`` when neither can be opened.
+    /// - Throws: `XenGntError/Code/xenstoreUnavailable` when neither can be opened.
     ///
     /// The corresponding C functions are `connect` and `open`.
     public init(on system: XenSystem = .kernel, transport: Transport? = nil) throws(XenGntError) {
@@ -105,7 +105,7 @@ public final class XenStore: XenStoreOperations, Sendable {
     }
 
     /// Closes the connection and waits until its descriptor is closed. Watches on it end with
-    /// ``XenGntError/Code/connectionLost``; so does every later request. (Dropping the last
+    /// `XenGntError/Code/connectionLost`; so does every later request. (Dropping the last
     /// reference to the store and its watches closes it too, a moment later.)
     public func close() async {
         await connection.close()
@@ -121,7 +121,7 @@ public final class XenStore: XenStoreOperations, Sendable {
     ///
     /// The first event, sent by xenstored at registration, is already on its way when this
     /// returns. xenstored allows an unprivileged domain 128 watches (more are refused with
-    /// ``XenGntError/Code/quotaExceeded``); `@releaseDomain` reaches only domains its
+    /// `XenGntError/Code/quotaExceeded`); `@releaseDomain` reaches only domains its
     /// permissions let read it (Dom0 by default).
     ///
     /// The corresponding message is `XS_WATCH`.
@@ -156,8 +156,8 @@ public final class XenStore: XenStoreOperations, Sendable {
     /// (ended without committing, so it does not count against the domain's 10-transaction
     /// quota) and the error is rethrown.
     ///
-    /// - Throws: ``XenGntError/Code/transactionConflict`` with ``XenGntError/count`` when every
-    ///   attempt conflicted; ``XenGntError/Code/cancelled`` when the task is cancelled between
+    /// - Throws: `XenGntError/Code/transactionConflict` with `XenGntError/count` when every
+    ///   attempt conflicted; `XenGntError/Code/cancelled` when the task is cancelled between
     ///   attempts; what `body` throws.
     ///
     /// The corresponding messages are `XS_TRANSACTION_START` and `XS_TRANSACTION_END`.

@@ -30,7 +30,7 @@ package final class XenStoreConnection: Sendable {
     deinit { reader.cancel() }
 
     /// Stops the reader and waits until it has closed the descriptor. Pending and later
-    /// requests fail with ``XenGntError/Code/connectionLost``.
+    /// requests fail with `XenGntError/Code/connectionLost`.
     func close() async {
         reader.cancel()
         await reader.value

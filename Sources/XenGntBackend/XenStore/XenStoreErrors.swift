@@ -5,7 +5,7 @@ import XenGnt
 import Glibc
 #endif
 
-/// How xenstored's error strings become ``XenGntError``s.
+/// How xenstored's error strings become `XenGntError`s.
 package enum XenStoreErrors {
     /// The errors of `xs_wire.h`'s `xsd_errors` table, by name (`EQUOTA` is oxenstored's
     /// quota error and has no Linux errno).

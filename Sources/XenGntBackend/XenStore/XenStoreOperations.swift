@@ -50,7 +50,7 @@ public protocol XenStoreOperations: Sendable {
 extension XenStoreOperations {
     /// The value of `path` as bytes.
     ///
-    /// - Throws: ``XenGntError/Code/noSuchNode`` (`ENOENT`), ``XenGntError/Code/accessDenied``
+    /// - Throws: `XenGntError/Code/noSuchNode` (`ENOENT`), `XenGntError/Code/accessDenied`
     ///   (`EACCES`: this domain may not read it, or may not learn whether it exists).
     ///
     /// The corresponding message is `XS_READ`.
@@ -79,7 +79,7 @@ extension XenStoreOperations {
     /// The value of `path` as a decimal integer (a domain id, a grant reference, a port, a
     /// state).
     ///
-    /// - Throws: ``XenGntError/Code/malformedValue`` when it is not one.
+    /// - Throws: `XenGntError/Code/malformedValue` when it is not one.
     ///
     /// The corresponding message is `XS_READ`.
     public func read<Value: FixedWidthInteger>(_ path: String, as type: Value.Type) async throws(XenGntError) -> Value {
@@ -186,7 +186,7 @@ extension XenStoreOperations {
     }
 
     /// Whether xenstored knows `domain` (it forgets a domain when it is destroyed). Only a
-    /// privileged domain may ask (``XenGntError/Code/accessDenied`` otherwise).
+    /// privileged domain may ask (`XenGntError/Code/accessDenied` otherwise).
     ///
     /// The corresponding message is `XS_IS_DOMAIN_INTRODUCED`.
     public func isDomainIntroduced(_ domain: DomainID) async throws(XenGntError) -> Bool {

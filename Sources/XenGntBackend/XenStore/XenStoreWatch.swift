@@ -20,7 +20,7 @@ public import XenGnt
 /// a count.
 ///
 /// The watch stays registered while this object lives: cancelling the task that iterates ends
-/// the iteration (with ``XenGntError/Code/cancelled``) but not the watch; ``cancel()`` or
+/// the iteration (with `XenGntError/Code/cancelled`) but not the watch; ``cancel()`` or
 /// dropping the last reference removes it. Iterate from one task at a time.
 public final class XenStoreWatch: AsyncSequence, Sendable {
     public typealias Element = Event
