@@ -8,7 +8,7 @@ extension ConformanceSuite {
     static let ringHostile =
         ConformanceCase("ring-hostile", "a hostile frontend (PVH) cannot crash or hang the Dom0 backend: a producer ahead by more than the ring, a producer moving backwards, a garbage rsp_event, a request rewritten after the backend copied it; each broken connection closes and a reconnection is served, while the PV DomU's connection to the same backend is undisturbed", parts: [
             .dom0: { peer in
-                let failures = Mutex<[XenGntError.Code]>([])
+                let failures = Locked<[XenGntError.Code]>([])
                 let counters = try await runVxengntBackend(peer, type: "vxengnt-hostile", frontends: [.pv, .pvh], hold: { request in
                     try await peer.publish("copied-\(request.sequence)")
                     try await peer.wait(for: "rewritten-\(request.sequence)", from: .pvh)
@@ -202,7 +202,7 @@ extension ConformanceSuite {
 
 /// What a backend observed, for the checks after it stopped.
 final class EventLog: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
     func append(_ line: String) { lines.withLock { $0.append(line) } }
     var entries: [String] { lines.withLock { $0 } }
 }

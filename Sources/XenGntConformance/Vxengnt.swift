@@ -48,7 +48,7 @@ enum Vxengnt {
 
     /// What a backend counted.
     final class Counters: Sendable {
-        private let values = Mutex<[String: Int]>([:])
+        private let values = Locked<[String: Int]>([:])
         func add(_ key: String, _ amount: Int = 1) { values.withLock { $0[key, default: 0] += amount } }
         subscript(_ key: String) -> Int { values.withLock { $0[key] ?? 0 } }
         var all: [String: Int] { values.withLock { $0 } }

@@ -27,7 +27,7 @@ typealias TestFrontend = SimulatedFrontend<cxb_vxengnt_request, cxb_vxengnt_resp
 
 /// What a backend observed.
 final class Observed: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
     func append(_ event: BackendEvent) { lines.withLock { $0.append("\(event)") } }
     var all: [String] { lines.withLock { $0 } }
     func contains(_ text: String) -> Bool { all.contains { $0.contains(text) } }
@@ -115,6 +115,7 @@ extension Simulated {
                 try await exchange(&frontend, 3)
                 host.xen.destroyDomain(host.frontend.id)
                 try await observed.wait(for: "torn down (frontend domain gone)")
+                try await observed.wait(for: "backend state Closed")
                 #expect(host.xen.mappings(by: .dom0, of: host.frontend.id) == 0, "the backend unmapped the ring")
                 #expect(host.xen.xenstoreValue("/local/domain/0/backend/vxengnt/1/0/state") == "6")
                 await frontend.device.store.close()
@@ -126,7 +127,7 @@ extension Simulated {
             let host = try Host()
             try await host.xen.addDevice(XenDevice(type: "vxengnt", frontend: 1, backend: .dom0, id: 0))
             let observed = Observed()
-            let attempts = Mutex(0)
+            let attempts = Locked(0)
             let system = host.dom0.system
             try await withBackend(host, observed: observed, serve: { device in
                 if attempts.withLock({ $0 += 1; return $0 }) == 1 {

@@ -144,8 +144,8 @@ enum DeviceMessage: Sendable {
 
 /// The devices being managed, and their inboxes.
 final class DeviceTable: Sendable {
-    private let inboxes = Mutex<[DeviceKey: AsyncStream<DeviceMessage>.Continuation]>([:])
-    private let managed = Mutex<Set<DeviceKey>>([])
+    private let inboxes = Locked<[DeviceKey: AsyncStream<DeviceMessage>.Continuation]>([:])
+    private let managed = Locked<Set<DeviceKey>>([])
 
     func isManaged(_ key: DeviceKey) -> Bool {
         managed.withLock { $0.contains(key) }

@@ -122,7 +122,7 @@ final class EventChannelFile: Sendable {
         var overflows = 0
         var waiters: [ObjectIdentifier: ReadinessWaiter] = [:]
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(system: XenSystem) throws(XenGntError) {
         calls = system.calls

@@ -54,7 +54,7 @@ import Synchronization
 
 /// A poll waiter made on first use (its eventfd costs a descriptor).
 final class ReadinessWaiterBox: Sendable {
-    private let waiter = Mutex<ReadinessWaiter?>(nil)
+    private let waiter = Locked<ReadinessWaiter?>(nil)
 
     var existing: ReadinessWaiter? { waiter.withLock { $0 } }
 

@@ -93,7 +93,7 @@ package final class XenStoreConnection: Sendable {
     // MARK: The reader
 
     private static func read(_ wire: XenStoreWire, into mailbox: XenStoreMailbox) async {
-        let parser = Mutex(XenStoreMessageParser())
+        let parser = Locked(XenStoreMessageParser())
         let calls = wire.calls
         let stream = EventStream<XenStoreMessage>(fd: wire.fd, calls: calls) { fd, messages throws(XenGntError) in
             let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 8)
@@ -146,7 +146,7 @@ final class XenStoreWire: Sendable {
     let calls: any SystemCalls
     /// Held while writing and while closing, so a write never reaches a closed (and perhaps
     /// reused) descriptor number; `true` once closed.
-    private let writing = Mutex(false)
+    private let writing = Locked(false)
 
     init(fd: Int32, calls: any SystemCalls) {
         self.fd = fd

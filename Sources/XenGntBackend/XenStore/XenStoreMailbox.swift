@@ -28,7 +28,7 @@ final class XenStoreMailbox: Sendable {
         var slotWaiters: [CheckedContinuation<Bool, Never>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     // MARK: Requests
 
@@ -189,7 +189,7 @@ final class XenStoreMailbox: Sendable {
 /// A request's id, as far as its cancellation handler can know it: cancelling before the id
 /// is assigned stops the request from being sent at all.
 final class Ticket: Sendable {
-    private let state = Mutex<(id: UInt32?, cancelled: Bool)>((nil, false))
+    private let state = Locked<(id: UInt32?, cancelled: Bool)>((nil, false))
 
     /// Records `id`; `false` when the caller was cancelled already.
     func assign(_ id: UInt32) -> Bool {

@@ -100,7 +100,7 @@ final class XenStoreWatchSink: Sendable {
         var end: Result<Void, XenGntError>?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func deliver(_ event: XenStoreWatch.Event) {
         let waiter = state.withLock { state -> Waiter? in
