@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "XenGnt", targets: ["XenGnt"]),
         .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
+        .library(name: "XenGntBackend", targets: ["XenGntBackend"]),
         .executable(name: "xengnt-example", targets: ["xengnt-example"]),
         // issue 9: the vdispl (displif.h) backend and its daemon.
         .library(name: "XenDisplayBackend", targets: ["XenDisplayBackend"]),
@@ -48,10 +49,29 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Xen's public I/O headers for backends: xs_wire.h, ring.h, displif.h, xenbus.h, evtchn.h,
+        // with ring.h's barriers as C11 fences and atomic helpers for shared indices.
+        .systemLibrary(
+            name: "CXenBackend",
+            path: "Sources/CXenBackend",
+            providers: [.apt(["libxen-dev"])]
+        ),
+        // XenStore, event channels, shared rings and the backend lifecycle, over XenGnt's seam.
+        .target(
+            name: "XenGntBackend",
+            dependencies: [
+                "XenGnt",
+                "CXenBackend",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "XenGntTesting",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "CXenGnt",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -63,6 +83,8 @@ let package = Package(
             name: "XenGntConformance",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "CXenGnt",
                 "CXenTools",
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -134,6 +156,8 @@ let package = Package(
             name: "XenGntTests",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "XenGntTesting",
                 "XenGntConformance",
                 "CXenGnt",

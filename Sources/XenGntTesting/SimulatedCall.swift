@@ -57,6 +57,8 @@ public enum SimulatedIoctl: Sendable, Hashable, CaseIterable {
     /// A dma-buf's `DMA_BUF_IOCTL_SYNC` and `DMA_BUF_SET_NAME`, udmabuf's `UDMABUF_CREATE` and
     /// `UDMABUF_CREATE_LIST`, a DMA heap's `DMA_HEAP_IOCTL_ALLOC`.
     case dmaBufSync, dmaBufSetName, udmabufCreate, udmabufCreateList, dmaHeapAlloc
+    /// `/dev/xen/evtchn`'s (`IOCTL_EVTCHN_*`).
+    case evtchnBindInterdomain, evtchnBindUnboundPort, evtchnUnbind, evtchnNotify, evtchnReset
 
     /// The request number.
     public var request: UInt {
@@ -79,6 +81,11 @@ public enum SimulatedIoctl: Sendable, Hashable, CaseIterable {
         case .udmabufCreate: Request.udmabufCreate
         case .udmabufCreateList: UdmabufFile.createList
         case .dmaHeapAlloc: Request.dmaHeapAlloc
+        case .evtchnBindInterdomain: EvtchnRequest.bindInterdomain
+        case .evtchnBindUnboundPort: EvtchnRequest.bindUnboundPort
+        case .evtchnUnbind: EvtchnRequest.unbind
+        case .evtchnNotify: EvtchnRequest.notify
+        case .evtchnReset: EvtchnRequest.reset
         }
     }
 }

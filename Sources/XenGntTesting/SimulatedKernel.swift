@@ -21,6 +21,10 @@ public struct SimulatedKernel: Sendable, Hashable {
         case udmabuf
         /// `/dev/dma_heap/system` (`CONFIG_DMABUF_HEAPS_SYSTEM`).
         case dmaHeap
+        /// `/dev/xen/evtchn` (`CONFIG_XEN_DEV_EVTCHN`).
+        case evtchn
+        /// `/dev/xen/xenbus` (the xenbus driver: the kernel's XenStore connection).
+        case xenbus
     }
 
     /// Whether the kernel has `CONFIG_XEN_GNTDEV_DMABUF` (without it the four gntdev dma-buf

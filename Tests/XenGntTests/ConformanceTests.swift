@@ -1,6 +1,7 @@
 import Synchronization
 import Testing
 import XenGnt
+import XenGntBackend
 import XenGntConformance
 import XenGntTesting
 
@@ -25,6 +26,9 @@ final class SimulatedWorld: ConformanceWorld {
         for role in LabRole.allCases {
             try xen.addDomain(ids[role]!, type: role.guestType, kernel: .lab)   // xen_gntalloc.limit=8192
         }
+        // The lab's xenstored: -E 16384, and Dom0's init opens /xengnt to every domain.
+        xen.xenstoreQuotas.nodes = 16384
+        xen.xenstoreWrite("/xengnt", "", permissions: [XenStorePermission(.dom0, .readWrite)])
     }
 
     func system(for role: LabRole) -> XenSystem { xen.system(of: ids[role]!) }

@@ -127,7 +127,7 @@ extension Simulated {
             #expect(try calls.listDirectory("/dev/").sorted() == ["null", "udmabuf", "xen"])
             #expect(throws: Errno.noSuchFileOrDirectory) { _ = try calls.listDirectory("/dev/dma_heap") }
             host.backend.kernel.devices = Set(SimulatedKernel.Device.allCases)
-            #expect(try calls.listDirectory("/dev/xen").sorted() == ["gntalloc", "gntdev"])
+            #expect(try calls.listDirectory("/dev/xen").sorted() == ["evtchn", "gntalloc", "gntdev", "xenbus"])
             #expect(try calls.listDirectory("/dev/dma_heap") == ["system"])
             #expect(try calls.listDirectory("/sys/module/udmabuf/parameters").sorted() == ["list_limit", "size_limit_mb"])
             #expect(throws: Errno.notDirectory) { _ = try calls.listDirectory("/dev/xen/gntdev") }
@@ -217,6 +217,7 @@ extension Simulated {
             case .dmaBufSync, .dmaBufSetName: nil
             case .udmabufCreate, .udmabufCreateList: Paths.udmabuf
             case .dmaHeapAlloc: Paths.dmaHeaps + "system"
+            case .evtchnBindInterdomain, .evtchnBindUnboundPort, .evtchnUnbind, .evtchnNotify, .evtchnReset: "/dev/xen/evtchn"
             default: Paths.gntdev
             }
             let fd = try path.map { try calls.open($0, flags: O_RDWR | O_CLOEXEC, mode: 0) } ?? buffer.fileDescriptor.rawValue

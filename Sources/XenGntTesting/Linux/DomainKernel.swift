@@ -6,7 +6,7 @@ final class DomainKernel {
     let domain: XenDomain
     var configuration: SimulatedKernel {
         didSet {
-            if configuration.devices != oldValue.devices { registry = DeviceRegistry(configuration) }
+            if configuration.devices != oldValue.devices { registry = DeviceRegistry(configuration, domain: domain.id) }
         }
     }
     /// Device nodes, sysfs files and sockets, by path.
@@ -32,7 +32,7 @@ final class DomainKernel {
     init(domain: XenDomain, configuration: SimulatedKernel) {
         self.domain = domain
         self.configuration = configuration
-        self.registry = DeviceRegistry(configuration)
+        self.registry = DeviceRegistry(configuration, domain: domain.id)
     }
 
     func newPID() -> Int32 {

@@ -34,7 +34,7 @@ extension KernelDriver {
     }
 }
 
-/// A Unix socket a simulated kernel's processes can connect to (xenstored's, later).
+/// A Unix socket a simulated kernel's processes can connect to (xenstored's, in Dom0).
 protocol SocketEndpoint: Sendable {
     var path: String { get }
     func connect(_ context: Context) throws(Errno) -> OpenFile
@@ -46,18 +46,20 @@ struct DeviceRegistry {
     /// Every driver a simulated kernel can have.
     static let drivers: [any KernelDriver] = [
         XenSysfs(), NullDevice(), GntdevDevice(), GntallocDevice(), UdmabufDevice(), DmaHeapDevice(),
+        EvtchnDevice(), XenbusDevice(),
     ]
 
     private(set) var drivers: [any KernelDriver] = []
     private(set) var nodes: [String: (node: DeviceNode, driver: any KernelDriver)] = [:]
-    /// Unix sockets by path: none yet (xenstored will add `/var/run/xenstored/socket`).
+    /// Unix sockets by path: xenstored's, in Dom0, the domain that runs it.
     private(set) var sockets: [String: any SocketEndpoint] = [:]
 
-    init(_ configuration: SimulatedKernel) {
+    init(_ configuration: SimulatedKernel, domain: UInt16) {
         for driver in Self.drivers where driver.device.map(configuration.devices.contains) ?? true {
             drivers.append(driver)
             for node in driver.nodes { nodes[node.path] = (node, driver) }
         }
+        if domain == 0 { sockets[XenstoredSocket.path] = XenstoredSocket() }
     }
 
     /// The sysfs files of every driver, read now.

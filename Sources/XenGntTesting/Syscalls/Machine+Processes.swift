@@ -9,6 +9,7 @@ extension Machine {
         kernels[id] = kernel
         let main = spawn(in: kernel)
         kernel.mainSerial = main.serial
+        xenstored.createHome(of: id)
         return (domain, main)
     }
 
@@ -51,5 +52,6 @@ extension Machine {
         guard let kernel = kernels[id], kernel.domain.isAlive else { return }
         for process in kernel.processes.values.sorted(by: { $0.pid < $1.pid }) { kill(process) }
         hypervisor.destroy(kernel.domain)
+        xenstored.removeHome(of: id)
     }
 }

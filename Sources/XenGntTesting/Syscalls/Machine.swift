@@ -76,6 +76,8 @@ enum Lookup {
 /// kernel, and the host resources (descriptor numbers, mappings) standing for simulated ones.
 final class Machine: @unchecked Sendable {
     let hypervisor: Hypervisor
+    /// The host's xenstored, beside the hypervisor (in Dom0's userspace on a real host).
+    let xenstored = XenStoreDaemon()
     var kernels: [UInt16: DomainKernel] = [:]
     /// Live processes by serial.
     var processes: [UInt64: Process] = [:]

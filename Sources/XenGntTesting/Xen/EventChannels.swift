@@ -1,3 +1,10 @@
+/// Where the kernel of a port's domain takes its events (a `/dev/xen/evtchn` file that bound
+/// it): told when the port becomes pending; it clears `pending` when it takes the event (a port
+/// masked meanwhile keeps it, to be raised again when unmasked).
+protocol EventSink: AnyObject {
+    func raise(_ port: UInt32, of domain: XenDomain)
+}
+
 /// An event channel port bound in a domain.
 struct EventPort {
     /// Notifications sent through this port.
@@ -8,6 +15,10 @@ struct EventPort {
     var remoteDomain: UInt16?
     /// The peer's port once the channel is connected.
     var remotePort: UInt32?
+    /// Xen's pending bit: an event arrived that the domain has not taken.
+    var pending = false
+    /// The kernel's handler of the port, if a `/dev/xen/evtchn` file bound it.
+    weak var sink: (any EventSink)?
 }
 
 /// A domain's event channel ports (what `/dev/xen/evtchn` binds; the simulator binds them for
@@ -22,6 +33,8 @@ struct EventChannels {
         get { ports[port] }
         set { ports[port] = newValue }
     }
+
+    var numbers: [UInt32] { Array(ports.keys) }
 
     mutating func bind(_ port: EventPort) -> UInt32 {
         let number = nextPort
@@ -41,6 +54,25 @@ extension Hypervisor {
         if let remoteDomain = local.remoteDomain, let remotePort = local.remotePort,
            let peer = domains[remoteDomain], peer.isAlive {
             peer.ports[remotePort]?.received += 1
+            raise(remotePort, of: peer)
+        }
+    }
+
+    /// Sets `port` of `domain` pending and tells its handler, if it has one.
+    func raise(_ port: UInt32, of domain: XenDomain) {
+        guard domain.ports[port] != nil else { return }
+        domain.ports[port]?.pending = true
+        domain.ports[port]?.sink?.raise(port, of: domain)
+    }
+
+    /// `EVTCHNOP_close`: the port goes; a connected peer's end becomes unbound again (for this
+    /// domain), so what it sends from then on is dropped.
+    func close(port: UInt32, of domain: XenDomain) {
+        guard let local = domain.ports[port] else { return }
+        domain.ports[port] = nil
+        if let remoteDomain = local.remoteDomain, let remotePort = local.remotePort,
+           let peer = domains[remoteDomain], peer.ports[remotePort]?.remotePort == port {
+            peer.ports[remotePort]?.remotePort = nil
         }
     }
 
@@ -51,6 +83,9 @@ extension Hypervisor {
         let port = domain.ports.bind(EventPort(remoteDomain: remote.id, remotePort: remotePort))
         far.remotePort = port
         remote.ports[remotePort] = far
+        // Xen raises the new local port at once: it dropped whatever was sent to the unbound
+        // port and cannot know whether something was (lab `evtchn-both-ways`).
+        domain.ports[port]?.pending = true
         return port
     }
 }

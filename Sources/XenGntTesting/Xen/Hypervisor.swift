@@ -107,6 +107,7 @@ final class Hypervisor {
     func destroy(_ domain: XenDomain) {
         guard domain.isAlive else { return }
         domain.state = .dying
+        for port in domain.ports.numbers { close(port: port, of: domain) }
         unmap(Array(domain.maptrack.values))
         for entry in Array(domain.grantTable.entries.values) {
             entry.endRequested = true
