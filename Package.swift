@@ -118,6 +118,8 @@ let package = Package(
             name: "XenDisplayBackend",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "CPNG",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -67,9 +67,8 @@ import XenDisplayBackend
         #expect(printed.first?.contains("\"frames_shown\":5") == true)
     }
 
-    @Test func theEngineIsNotAvailableWithoutATransport() {
-        #expect(throws: (any Error).self) {
-            _ = try DisplayBackendEngines.make(options: DisplayBackendOptions(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        }
+    @Test func theEngineServesXen() throws {
+        let engine = try DisplayBackendEngines.make(options: DisplayBackendOptions(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        #expect(engine is XenDisplayEngine)
     }
 }

@@ -13,12 +13,10 @@ extension XenGntError.Operation {
     public static var startDisplayBackend: XenGntError.Operation { .init("startDisplayBackend") }
 }
 
-/// Builds the engine the daemon runs from its options.
+/// Builds the engine the daemon runs from its options: ``XenDisplayEngine`` (XenStore, event
+/// channels and rings through XenGntBackend).
 public enum DisplayBackendEngines {
-    public static func make(options: DisplayBackendOptions, logger: Logger) throws(XenGntError) -> any DisplayBackendEngine {
-        // The engine that serves real frontends needs XenStore, event channels and rings
-        // (XenGntBackend) and KMS (XenGntDRM); it is assembled here once both are in the package.
-        throw XenGntError(.displayBackendUnavailable, .startDisplayBackend,
-                          detail: "this build has no XenStore transport yet (XenGntBackend is not part of the package)")
+    public static func make(options: DisplayBackendOptions, logger: Logger, system: XenSystem = .kernel) throws(XenGntError) -> any DisplayBackendEngine {
+        XenDisplayEngine(options: options, system: system)
     }
 }
