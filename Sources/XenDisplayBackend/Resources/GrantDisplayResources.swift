@@ -46,6 +46,7 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     var displayBuffers: [Int: [UInt8]] = [:]
     var loggedPath = false
     var patternsSeen: Set<String> = []
+    var localSource: LocalBufferSource?
 
     public init(gntdev: GrantDevice, frontend: DomainID, key: FrontendKey, counters: DisplayCounters,
                 sink: Sink, system: XenSystem = .kernel, pathChoice: BufferPathChoice = .auto, backendGuest: GuestType = .pv,
@@ -140,14 +141,7 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         let buffer = Buffer(layout: layout)
         let refs: [UInt32]
         do {
-            let local = try DmaBuf.allocate(fromHeap: "system", pages: layout.pageCount, on: system)
-            // The mapping outlives the descriptor, which the import takes.
-            let mapping = try local.map(.readOnly)
-            buffer.bytes = UnsafeRawBufferPointer(start: mapping.baseAddress, count: mapping.byteCount)
-            buffer.localMapping = consume mapping
-            let shared = try gntdev.importDmaBuf(local, to: frontend, pageCount: layout.pageCount)
-            refs = shared.refs.map(\.rawValue)
-            buffer.local = consume shared
+            refs = try shareLocalBuffer(layout.pageCount, into: buffer)
         } catch {
             if let mapping = buffer.localMapping.take() { try? mapping.unmap() }
             throw Self.refusal(error, "backend buffer \(cookie) of \(layout.pageCount) pages")
@@ -157,6 +151,42 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         choosePath(.backendAllocated, reason: "the frontend draws into the backend's buffers (zero-copy)")
         return refs
     }
+
+    /// A local buffer of `pages` pages, mapped for the sink and imported to refs for the
+    /// frontend: a udmabuf (order-0 pages, which an x86 PV domain's xen-swiotlb maps one by
+    /// one), else a system DMA-heap buffer (whose 1 MiB chunks a PV domain's swiotlb cannot
+    /// bounce: "swiotlb buffer is full", IMP_TO_REFS EIO, seen in the lab's PV Dom0).
+    /// The buffer keeps the import and the mapping; returns the refs.
+    mutating func shareLocalBuffer(_ pages: Int, into buffer: Buffer) throws(XenGntError) -> [UInt32] {
+        var failure: XenGntError?
+        for source in LocalBufferSource.allCases {
+            do throws(XenGntError) {
+                let local = try source == .udmabuf ? DmaBuf.udmabuf(pages: pages, on: system)
+                                                   : DmaBuf.allocate(fromHeap: "system", pages: pages, on: system)
+                // The mapping outlives the descriptor, which the import takes.
+                let mapping = try local.map(.readOnly)
+                let shared: DmaBufImport
+                do { shared = try gntdev.importDmaBuf(local, to: frontend, pageCount: pages) } catch {
+                    try? mapping.unmap()
+                    throw error
+                }
+                buffer.bytes = UnsafeRawBufferPointer(start: mapping.baseAddress, count: mapping.byteCount)
+                buffer.localMapping = consume mapping
+                if localSource != source {
+                    localSource = source
+                    logger.info("\(key): backend buffers are \(source.rawValue) buffers\(failure.map { " (\($0.code))" } ?? "")")
+                }
+                let refs = shared.refs.map(\.rawValue)
+                buffer.local = consume shared
+                return refs
+            } catch {
+                failure = error
+            }
+        }
+        throw failure!
+    }
+
+    enum LocalBufferSource: String, CaseIterable { case udmabuf, heap = "system DMA-heap" }
 
     public mutating func releaseBuffer(_ cookie: UInt64) {
         guard let buffer = buffers.removeValue(forKey: cookie) else { return }
