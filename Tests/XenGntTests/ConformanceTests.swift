@@ -15,11 +15,11 @@ import Glibc
 final class SimulatedWorld: ConformanceWorld {
     let xen: XenSimulation
     private let ids: [LabRole: DomainID] = [.dom0: 0, .pv: 1, .pvh: 2, .victim: 3]
-    private let store = Mutex<[String: String]>([:])
+    private let store = Locked<[String: String]>([:])
     /// Holder processes' owners, kept until the holder is killed or the world goes.
-    private let holders = Mutex<[SimulatedHolder]>([])
+    private let holders = Locked<[SimulatedHolder]>([])
     /// What the cases noted (the lab prints these as INFO lines).
-    let notes = Mutex<[String]>([])
+    let notes = Locked<[String]>([])
 
     init() throws {
         xen = XenSimulation()
