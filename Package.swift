@@ -157,6 +157,8 @@ let package = Package(
         .testTarget(
             name: "XenGntTests",
             dependencies: [
+                "XenDisplayBackend",   // the display backend on the simulator (issue 9)
+                .product(name: "Logging", package: "swift-log"),
                 "XenGnt",
                 "XenGntBackend",
                 "CXenBackend",
