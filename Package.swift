@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "XenGnt", targets: ["XenGnt"]),
         .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
+        .library(name: "XenGntDRM", targets: ["XenGntDRM"]),
         .executable(name: "xengnt-example", targets: ["xengnt-example"]),
     ],
     dependencies: [
@@ -32,10 +33,29 @@ let package = Package(
             path: "Sources/CXenTools",
             providers: [.apt(["libxen-dev"])]
         ),
+        // libdrm: its uapi headers and its pure functions (format names); every DRM ioctl goes
+        // through XenGnt's seam instead (Debian: libdrm-dev).
+        .systemLibrary(
+            name: "CDRM",
+            path: "Sources/CDRM",
+            pkgConfig: "libdrm",
+            providers: [.apt(["libdrm-dev"])]
+        ),
         .target(
             name: "XenGnt",
             dependencies: [
                 "CXenGnt",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // The DRM bridge: grant refs to pixels on a KMS display (PRIME, dumb buffers,
+        // framebuffers, mode setting, page flips, writeback capture).
+        .target(
+            name: "XenGntDRM",
+            dependencies: [
+                "XenGnt",
+                "CDRM",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
