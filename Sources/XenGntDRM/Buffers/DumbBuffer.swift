@@ -12,7 +12,9 @@ import Glibc
 /// Owns its GEM handle (shared, counted, with any import of the buffer's own export on this
 /// device): `DRM_IOCTL_MODE_DESTROY_DUMB` is sent when the last owner goes.
 public struct DumbBuffer: ~Copyable, Sendable {
-    let file: DRMFile
+    /// The device that made it.
+    public let device: DRMDevice
+    var file: DRMFile { device.file }
     /// The buffer's GEM handle.
     public let handle: UInt32
     /// Pixels per row.
@@ -27,8 +29,8 @@ public struct DumbBuffer: ~Copyable, Sendable {
     public let byteCount: Int
     private var isOwned = true
 
-    init(file: DRMFile, handle: UInt32, width: Int, height: Int, bitsPerPixel: Int, pitch: Int, byteCount: Int) {
-        self.file = file
+    init(device: DRMDevice, handle: UInt32, width: Int, height: Int, bitsPerPixel: Int, pitch: Int, byteCount: Int) {
+        self.device = device
         self.handle = handle
         self.width = width
         self.height = height
@@ -131,7 +133,7 @@ extension DRMDevice {
             errno == .noFunction ? .noModesetting : nil
         }
         file.retain(argument.handle, dumb: true)
-        return DumbBuffer(file: file, handle: argument.handle, width: width, height: height, bitsPerPixel: bitsPerPixel,
+        return DumbBuffer(device: self, handle: argument.handle, width: width, height: height, bitsPerPixel: bitsPerPixel,
                           pitch: Int(argument.pitch), byteCount: Int(argument.size))
     }
 
@@ -140,6 +142,7 @@ extension DRMDevice {
     ///
     /// The corresponding ioctl is `DRM_IOCTL_PRIME_HANDLE_TO_FD`.
     public func exportPrime(_ buffer: borrowing DumbBuffer) throws(XenGntError) -> DmaBuf {
-        try exportPrime(handle: buffer.handle, byteCount: buffer.byteCount)
+        try checkSameDevice(buffer.file, .primeExport)
+        return try exportPrime(handle: buffer.handle, byteCount: buffer.byteCount)
     }
 }

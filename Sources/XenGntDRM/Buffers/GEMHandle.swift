@@ -88,7 +88,8 @@ extension DRMDevice {
     ///
     /// The corresponding ioctl is `DRM_IOCTL_PRIME_HANDLE_TO_FD`.
     public func exportPrime(_ handle: borrowing GEMHandle) throws(XenGntError) -> DmaBuf {
-        try exportPrime(handle: handle.rawValue, byteCount: handle.byteCount)
+        try checkSameDevice(handle.file, .primeExport)
+        return try exportPrime(handle: handle.rawValue, byteCount: handle.byteCount)
     }
 
     func exportPrime(handle: UInt32, byteCount: Int?) throws(XenGntError) -> DmaBuf {

@@ -155,3 +155,13 @@ extension XenGntError.Operation {
     /// A writeback capture of what a CRTC shows.
     public static let capture = Self("capture")
 }
+
+extension XenGntError.Code {
+    /// The display did not answer in time: no flip-complete event, or a writeback fence that
+    /// did not signal.
+    public static var displayTimedOut: Self {
+        Self("displayTimedOut") { e in
+            "the display did not answer in time (\(e.detail ?? "no event")); is the CRTC on, and is vblank running?"
+        }
+    }
+}
