@@ -75,6 +75,8 @@ let package = Package(
             name: "XenGntConformance",
             dependencies: [
                 "XenGnt",
+                "XenGntDRM",
+                "CDRM",
                 "CXenGnt",
                 "CXenTools",
                 .product(name: "SystemPackage", package: "swift-system"),

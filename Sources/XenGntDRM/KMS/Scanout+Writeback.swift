@@ -9,9 +9,14 @@ struct WritebackConnector: Sendable {
     let framebufferProperty: UInt32
     let fenceProperty: UInt32
     let formats: [PixelFormat]
-    /// Whether a capture has attached it to the CRTC (it stays attached until turn-off, so
-    /// later captures need no mode set).
+    /// Whether a capture has attached it to the CRTC beside the display's connector (it stays
+    /// attached until turn-off, so later captures need no mode set).
     var attached = false
+    /// Whether its encoder cannot clone the display's (vkms in Linux 6.1: each encoder's
+    /// `possible_clones` is only itself, so the atomic check refuses both on one CRTC with
+    /// `EINVAL`): then a capture moves the CRTC to it for one commit, and back. `nil` until the
+    /// first capture has tried.
+    var exclusive: Bool?
 
     /// What turn-off must detach.
     var attachment: (connector: UInt32, crtcProperty: UInt32)? { attached ? (id, crtcProperty) : nil }
@@ -45,7 +50,9 @@ extension Scanout where Frame: ~Copyable {
     /// Read the result through the target's buffer (a ``DumbBuffer/map()``).
     ///
     /// Legacy `SETCRTC` and `PAGE_FLIP` cannot capture; only the DRM master commits, so the
-    /// owner of the display captures.
+    /// owner of the display captures. Where the writeback encoder cannot clone the display's
+    /// (vkms in Linux 6.1), the capture commit moves the CRTC from the display's connector to
+    /// the writeback connector, and a second commit moves it back.
     ///
     /// - Throws: ``XenGnt/XenGntError/Code/atomicRequired`` on a legacy scanout,
     ///   ``XenGnt/XenGntError/Code/noWriteback`` without a writeback connector,
@@ -69,21 +76,42 @@ extension Scanout where Frame: ~Copyable {
             throw XenGntError(.writebackTarget, .capture, path: path.device.path,
                               detail: "the writeback connector writes \(connector.formats.map(\.name).joined(separator: ", ")), not \(info.format)")
         }
+        guard let properties = path.properties else {
+            throw XenGntError(.atomicRequired, .capture, path: path.device.path, detail: "writeback capture")
+        }
+        if !connector.attached && connector.exclusive == nil {
+            // Can the writeback connector join the display's on the CRTC? Ask the atomic check.
+            var probe = AtomicRequest()
+            probe.set(connector.id, connector.crtcProperty, UInt64(crtc.id))
+            probe.set(connector.id, connector.framebufferProperty, UInt64(info.id))
+            let flags = UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET | CDRM_MODE_ATOMIC_TEST_ONLY)
+            writeback?.exclusive = (try? probe.commit(on: path.device.file, flags: flags)) == nil
+        }
+        let exclusive = writeback?.exclusive == true
         let fence = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
         defer { fence.deallocate() }
         fence.pointee = -1
         var request = AtomicRequest()
+        if exclusive { request.set(path.connector.id, properties.connectorCRTC, 0) }
         if !connector.attached { request.set(connector.id, connector.crtcProperty, UInt64(crtc.id)) }
         request.set(connector.id, connector.framebufferProperty, UInt64(info.id))
         request.set(connector.id, connector.fenceProperty, UInt64(UInt(bitPattern: fence)))
         try path.commit(request, flags: connector.attached ? 0 : UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET), .capture)
-        writeback?.attached = true
+        if !exclusive { writeback?.attached = true }
         let fd = fence.pointee
-        guard fd >= 0 else { return }   // no fence: the capture is already done
-        defer { try? path.device.file.calls.close(fd) }
-        let waiter = try ReadinessWaiter(calls: path.device.file.calls)
-        if try await waiter.waitUntilReadable(fd, timeout: timeout) == .timedOut {
-            throw XenGntError(.displayTimedOut, .capture, path: path.device.path, detail: "the writeback fence did not signal within \(timeout)")
+        if fd >= 0 {
+            defer { try? path.device.file.calls.close(fd) }
+            let waiter = try ReadinessWaiter(calls: path.device.file.calls)
+            if try await waiter.waitUntilReadable(fd, timeout: timeout) == .timedOut {
+                throw XenGntError(.displayTimedOut, .capture, path: path.device.path, detail: "the writeback fence did not signal within \(timeout)")
+            }
+        }
+        if exclusive {
+            // Give the CRTC back to the display's connector.
+            var restore = AtomicRequest()
+            restore.set(connector.id, connector.crtcProperty, 0)
+            restore.set(path.connector.id, properties.connectorCRTC, UInt64(crtc.id))
+            try path.commit(restore, flags: UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET), .capture)
         }
     }
 
