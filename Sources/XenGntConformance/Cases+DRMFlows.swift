@@ -39,6 +39,28 @@ extension ConformanceSuite {
         ]),
         displayToFrontendCase("drm-display-to-frontend-dom0", owner: .dom0, frontend: .pvh),
         displayToFrontendCase("drm-display-to-frontend-pvh", owner: .pvh, frontend: .dom0),
+        displayToFrontendCase("drm-display-to-frontend-pv", owner: .pv, frontend: .dom0),
+
+        ConformanceCase("drm-vgem-share-pv", "the PV DomU shares an untouched vgem dumb buffer (PRIME export, IMP_TO_REFS) and Dom0 maps and writes it; XenGntDRM refuses to map it in the PV DomU, where CPU access hangs", parts: [
+            .pv: { peer in
+                let vgem = try DRMDevice(driver: "vgem", on: peer.system)
+                let dumb = try vgem.createDumbBuffer(width: 64, height: 48)
+                try checkFails(code: .cpuAccessHangs, errno: .some(nil), operation: .mapDumbBuffer) { _ = try dumb.map() }
+                let imported = try GrantDevice(on: peer.system).importDmaBuf(vgem.exportPrime(dumb), to: peer.id(of: .dom0))
+                try check(imported.refs.count == dumb.byteCount / 4096, "\(imported.refs.count) refs")
+                try await peer.publish(refs: imported.refs, as: "refs")
+                try await peer.wait(for: "done", from: .dom0)
+                try imported.release().close()
+                try dumb.destroy()
+            },
+            .dom0: { peer in
+                let mapping = try GrantDevice(on: peer.system).map(try await peer.refs("refs", from: .pv), from: peer.id(of: .pv))
+                try mapping.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0x00C0_FFEE), as: UInt32.self) }
+                try check(mapping.withUnsafeBytes { $0.load(as: UInt32.self) } == 0x00C0_FFEE, "Dom0's write")
+                try mapping.unmap()
+                try await peer.publish("done")
+            },
+        ]),
     ]
 
     /// The pages of one small-mode XR24 frame.

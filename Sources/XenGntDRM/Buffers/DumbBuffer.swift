@@ -41,8 +41,21 @@ public struct DumbBuffer: ~Copyable, Sendable {
 
     /// Maps the buffer for the CPU, readable and writable.
     ///
+    /// - Throws: ``XenGnt/XenGntError/Code/cpuAccessHangs`` for a vgem buffer in an x86 PV
+    ///   DomU, before anything is mapped: there the first access through the mapping never
+    ///   returns (measured in the lab; see Documentation/DisplayPath.md).
+    ///
     /// The corresponding ioctl is `DRM_IOCTL_MODE_MAP_DUMB`, followed by `mmap` of the device.
     public func map() throws(XenGntError) -> DumbBufferMapping {
+        if device.driver.name == "vgem", device.isPVDomU {
+            throw XenGntError(.cpuAccessHangs, .mapDumbBuffer, path: device.path, detail: device.driver.name)
+        }
+        return try mapIgnoringKnownHangs()
+    }
+
+    /// Maps the buffer without refusing the known hang (for the lab's hand-run case that
+    /// shows it).
+    package func mapIgnoringKnownHangs() throws(XenGntError) -> DumbBufferMapping {
         var argument = drm_mode_map_dumb(handle: handle, pad: 0, offset: 0)
         try file.ioctl(DRMRequest.mapDumb, &argument, .mapDumbBuffer)
         do throws(Errno) {

@@ -157,6 +157,13 @@ extension XenGntError.Operation {
 }
 
 extension XenGntError.Code {
+    /// CPU access to a vgem buffer in an x86 PV DomU, refused because it hangs:
+    /// ``XenGnt/XenGntError/detail`` names the driver.
+    public static var cpuAccessHangs: Self {
+        Self("cpuAccessHangs") { e in
+            "in an x86 PV DomU the first CPU access through a mapping of a \(e.detail ?? "vgem") buffer never returns (vgem maps its buffers write-combined; measured on Xen 4.17 with Linux 6.1, where a PV Dom0 and a PVH DomU are not affected), so XenGntDRM does not map it. Sharing the buffer still works (PRIME export, IMP_TO_REFS, the peer maps and draws); to draw into it here, use a vkms dumb buffer or a system DMA-heap buffer (DmaBuf.allocate(fromHeap: \"system\", ...)) instead."
+        }
+    }
     /// The display did not answer in time: no flip-complete event, or a writeback fence that
     /// did not signal.
     public static var displayTimedOut: Self {

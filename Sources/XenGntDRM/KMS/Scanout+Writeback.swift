@@ -44,6 +44,11 @@ public struct Screenshot: Sendable, Hashable {
 }
 
 extension Scanout where Frame: ~Copyable {
+    /// Whether a capture moves the CRTC from the display's connector to the writeback
+    /// connector for its commit (the driver's atomic check refuses both on one CRTC: vkms in
+    /// Linux 6.1); `nil` before the first capture.
+    public var captureMovesCRTC: Bool? { writeback?.exclusive }
+
     /// Captures what the CRTC shows into `target`, through the device's writeback connector:
     /// an atomic commit setting the connector's `CRTC_ID` (the first time), `WRITEBACK_FB_ID`
     /// (one capture per commit) and `WRITEBACK_OUT_FENCE_PTR`, then a wait on that fence.
