@@ -90,7 +90,7 @@ extension ConformanceSuite {
             let writeback = try requireValue(withWriteback.connectors.first(where: \.isWriteback), "no writeback connector")
             try check(withWriteback.writebackConnectors(for: withWriteback.crtcs[0]).count == 1, "writeback for the CRTC")
             let formats = try vkms.writebackFormats(of: writeback)
-            try check(formats.first == .xrgb8888, "writeback formats \(formats)")
+            try check(formats == [.xrgb8888, .xrgb16161616, .argb16161616, .rgb565], "writeback formats \(formats)")
         },
 
         ConformanceCase("drm-vkms-scanout", "vkms: mode set, capture, page flip with its event, vblank event; a heap buffer shows, a udmabuf passes ADDFB2 and TEST_ONLY but not the real commit; AR24 and a second descriptor are refused", each: LabRole.allCases) { peer in
