@@ -102,6 +102,8 @@ let package = Package(
             name: "XenGntTests",
             dependencies: [
                 "XenGnt",
+                "XenGntDRM",
+                "CDRM",
                 "XenGntTesting",
                 "XenGntConformance",
                 "CXenGnt",
