@@ -13,11 +13,13 @@ let package = Package(
         .library(name: "XenGnt", targets: ["XenGnt"]),
         .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
         .library(name: "XenGntDRM", targets: ["XenGntDRM"]),
+        .library(name: "XenGntBackend", targets: ["XenGntBackend"]),
         .executable(name: "xengnt-example", targets: ["xengnt-example"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // The Linux uapi headers for gntdev, gntalloc and dma-buf (Debian: libxen-dev, linux-libc-dev).
@@ -49,6 +51,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Xen's public I/O headers for backends: xs_wire.h, ring.h, displif.h, xenbus.h, evtchn.h,
+        // with ring.h's barriers as C11 fences and atomic helpers for shared indices.
+        .systemLibrary(
+            name: "CXenBackend",
+            path: "Sources/CXenBackend",
+            providers: [.apt(["libxen-dev"])]
+        ),
+        // XenStore, event channels, shared rings and the backend lifecycle, over XenGnt's seam.
+        .target(
+            name: "XenGntBackend",
+            dependencies: [
+                "XenGnt",
+                "CXenBackend",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         // The DRM bridge: grant refs to pixels on a KMS display (PRIME, dumb buffers,
         // framebuffers, mode setting, page flips, writeback capture).
         .target(
@@ -64,6 +83,8 @@ let package = Package(
             name: "XenGntTesting",
             dependencies: [
                 "XenGnt",
+                "XenGntBackend",
+                "CXenBackend",
                 "CXenGnt",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -77,6 +98,8 @@ let package = Package(
                 "XenGnt",
                 "XenGntDRM",
                 "CDRM",
+                "XenGntBackend",
+                "CXenBackend",
                 "CXenGnt",
                 "CXenTools",
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -104,11 +127,14 @@ let package = Package(
                 "XenGnt",
                 "XenGntDRM",
                 "CDRM",
+                "XenGntBackend",
+                "CXenBackend",
                 "XenGntTesting",
                 "XenGntConformance",
                 "CXenGnt",
                 "CXenTools",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strict
         ),

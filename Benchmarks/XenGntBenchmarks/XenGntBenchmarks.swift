@@ -1,6 +1,6 @@
 // XenGnt's hot paths, measured with ordo-one/benchmark.
 //
-//   XENGNT_BENCHMARKS=1 swift package benchmark
+//   XENGNT_BENCHMARKS=1 swift package --scratch-path .build-bench benchmark
 //
 // Two kinds of benchmark:
 // - "XenGnt only": the library against a seam that answers every call at once without
@@ -8,7 +8,7 @@
 //   the ioctl for 2025 refs (one 1080p XRGB8888 frame) must allocate nothing; a result that
 //   carries refs allocates once.
 // - "simulated": the same operation end to end against XenGntTesting's simulated Xen.
-// Costs on a real Xen are in Documentation/Lab.md (DESIGN.md §5: tens of ms per 1080p export).
+// Costs on a real Xen are in Documentation/Lab.md and Documentation/KernelFacts.md (tens of ms per 1080p export).
 import Benchmark
 import CXenGnt
 import SystemPackage
@@ -69,14 +69,16 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("import 2025-page dma-buf + release, XenGnt only") { benchmark in
         let system = XenSystem(NullKernel())
         let gntdev = try GrantDevice(on: system)
-        let buffer = DmaBuf(adopting: FileDescriptor(rawValue: NullKernel.dmaBufFD), on: system)
-        try gntdev.importDmaBuf(buffer, to: 1).release()
+        // The import takes the buffer and hands it back at release: one buffer for every round.
+        var buffer = DmaBuf(adopting: FileDescriptor(rawValue: NullKernel.dmaBufFD), byteCount: framePages * 4096, on: system)
+        buffer = try gntdev.importDmaBuf(buffer, to: 1).release()
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             let imported = try gntdev.importDmaBuf(buffer, to: 1)
             blackHole(imported.refs.count)
-            try imported.release()
+            buffer = try imported.release()
         }
+        _ = buffer.take()
     }
 
     Benchmark("export + release 2025 refs, simulated Xen") { benchmark in

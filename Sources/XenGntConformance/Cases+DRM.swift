@@ -182,14 +182,3 @@ func requireValue<T>(_ value: T?, _ message: @autoclosure () -> String, line: In
     guard let value else { throw ConformanceFailure("\(message()) (line \(line))") }
     return value
 }
-
-extension Peer {
-    /// Prints `INFO <case> <domain> <text>` in the lab (the runner's console keeps it, so a run
-    /// records what it measured); nothing on the simulator.
-    public func note(_ text: String) {
-        if world.hasReferenceLibrary {
-            print("INFO \(caseName) \(role) \(text)")
-            fflush(nil)
-        }
-    }
-}

@@ -8,7 +8,7 @@ import Glibc
 
 extension ConformanceSuite {
     static let grantCases: [ConformanceCase] = [
-        ConformanceCase("probe", "the capability probe names the guest type, the devices, the dma-buf ioctls and the limits", each: LabRole.allCases) { peer in
+        ConformanceCase("probe", "the capability probe names the guest type, the devices, the dma-buf ioctls and the limits", each: LabRole.permanent) { peer in
             let found = XenCapabilities.probe(on: peer.system)
             try check(found.isXenDomain, "not a Xen domain")
             try check(found.guestType == peer.role.guestType, "guest type \(String(describing: found.guestType))")
@@ -19,7 +19,7 @@ extension ConformanceSuite {
             try check((found.gntallocLimit ?? 0) >= 2025, "gntalloc limit \(String(describing: found.gntallocLimit)) is below one 1080p frame")
         },
 
-        ConformanceCase("set-max-grants", "IOCTL_GNTDEV_SET_MAX_GRANTS is gone since 5.5: ENOTTY, harmless", each: LabRole.allCases) { peer in
+        ConformanceCase("set-max-grants", "IOCTL_GNTDEV_SET_MAX_GRANTS is gone since 5.5: ENOTTY, harmless", each: LabRole.permanent) { peer in
             try check(try GrantDevice(on: peer.system).setMaxGrants(128) == false, "the kernel took the limit")
             let raw = Raw(peer.system)
             let fd = try raw.open("/dev/xen/gntdev")
@@ -86,7 +86,7 @@ extension ConformanceSuite {
             },
         ]),
 
-        ConformanceCase("map-bad-refs", "an invalid ref or an unknown domain fails at mmap, not at the ioctl, with EINVAL", each: LabRole.allCases) { peer in
+        ConformanceCase("map-bad-refs", "an invalid ref or an unknown domain fails at mmap, not at the ioctl, with EINVAL", each: LabRole.permanent) { peer in
             let other = peer.id(of: .dom0)   // Dom0 maps its own bad ref: self-maps work in PV
             let gntdev = try GrantDevice(on: peer.system)
             try checkFails(code: .badGrants, errno: .invalidArgument, operation: .mapGrants, call: "mmap") { _ = try gntdev.map([GrantRef(0xFFFFF)], from: other) }
@@ -241,7 +241,7 @@ extension ConformanceSuite {
             try check(raw.deallocGref(fd, index: share.index, count: 2) == nil, "DEALLOC")
         },
 
-        ConformanceCase("dmabuf-ioctl-on-gntalloc", "a dma-buf ioctl sent to the gntalloc device is ENOTTY", each: LabRole.allCases) { peer in
+        ConformanceCase("dmabuf-ioctl-on-gntalloc", "a dma-buf ioctl sent to the gntalloc device is ENOTTY", each: LabRole.permanent) { peer in
             let raw = Raw(peer.system)
             let fd = try raw.open("/dev/xen/gntalloc")
             defer { raw.close(fd) }
@@ -279,7 +279,7 @@ extension ConformanceSuite {
 
 /// The cases, in the order every domain runs them.
 public enum ConformanceSuite {
-    public static var cases: [ConformanceCase] { grantCases + exportCases + importCases + drmCases + drmFlowCases }
+    public static var cases: [ConformanceCase] { grantCases + exportCases + importCases + faultCases + backendCases + drmCases + drmFlowCases }
 
     /// The case named `name`.
     public static func named(_ name: String) -> ConformanceCase? { cases.first { $0.name == name } }

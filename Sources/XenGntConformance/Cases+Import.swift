@@ -44,7 +44,7 @@ extension ConformanceSuite {
             }
         },
 
-        ConformanceCase("dmabuf-sync-name", "DMA_BUF_IOCTL_SYNC and DMA_BUF_SET_NAME on udmabuf and heap buffers; udmabuf and heap argument checks", each: LabRole.allCases) { peer in
+        ConformanceCase("dmabuf-sync-name", "DMA_BUF_IOCTL_SYNC and DMA_BUF_SET_NAME on udmabuf and heap buffers; udmabuf and heap argument checks", each: LabRole.permanent) { peer in
             let raw = Raw(peer.system)
             for source in [Source.udmabuf, .heap] {
                 let buffer = source == .udmabuf

@@ -1,12 +1,17 @@
 public import XenGnt
 import SystemPackage
 
-/// The three domains of the lab: a PV Dom0, a PV DomU and a PVH DomU. The simulator plays the
-/// same cast with the same guest types.
+/// The domains of the lab: a PV Dom0, a PV DomU and a PVH DomU, which live for the whole run,
+/// and a disposable PV DomU, the victim, which Dom0 creates for the fault cases and destroys
+/// in the middle of one. The simulator plays the same cast with the same guest types.
 public enum LabRole: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case dom0
     case pv
     case pvh
+    case victim
+
+    /// The domains that live for the whole run (every role but the victim).
+    public static let permanent: [LabRole] = [.dom0, .pv, .pvh]
 
     /// The guest type the role's kernel must report.
     public var guestType: GuestType { self == .pvh ? .pvh : .pv }
@@ -40,6 +45,42 @@ public protocol ConformanceWorld: Sendable {
     var rendezvousTimeout: Duration { get }
     /// How often a rendezvous polls.
     var pollInterval: Duration { get }
+
+    // MARK: Faults (Cases+Faults.swift). Worlds without them (a single local domain) fail
+    // those cases; the simulator and the lab have them all.
+
+    /// Starts a separate process in `role`'s domain that takes `holdings` and keeps them until
+    /// it is killed or its domain goes; returns once it holds them all.
+    func spawnHolder(_ holdings: [Holding], as role: LabRole) async throws -> any HolderProcess
+    /// Destroys `victim`'s domain as the toolstack does (`xl destroy`); `actor` must be Dom0.
+    func destroyDomain(_ victim: LabRole, as actor: LabRole) async throws
+    /// Whether `role`'s domain is running, dying or gone (`xl list`); `actor` must be Dom0.
+    func domainState(of role: LabRole, as actor: LabRole) async throws -> DomainState
+    /// Xen's active grant entries (`xl debug-keys g`, `xl dmesg`); `actor` must be Dom0.
+    func grantDump(as actor: LabRole) async throws -> GrantDump
+    /// The descriptors and file-backed mappings of the process running `role`'s part.
+    func footprint(as role: LabRole) async throws -> ProcessFootprint
+    /// Records a figure or an observation of a case (the lab prints it as an `INFO` line).
+    func note(_ line: String, in caseName: String, as role: LabRole)
+}
+
+extension ConformanceWorld {
+    public func spawnHolder(_ holdings: [Holding], as role: LabRole) async throws -> any HolderProcess {
+        throw ConformanceFailure("this world cannot spawn processes")
+    }
+    public func destroyDomain(_ victim: LabRole, as actor: LabRole) async throws {
+        throw ConformanceFailure("this world cannot destroy domains")
+    }
+    public func domainState(of role: LabRole, as actor: LabRole) async throws -> DomainState {
+        throw ConformanceFailure("this world has no toolstack")
+    }
+    public func grantDump(as actor: LabRole) async throws -> GrantDump {
+        throw ConformanceFailure("this world has no grant dump")
+    }
+    public func footprint(as role: LabRole) async throws -> ProcessFootprint {
+        throw ConformanceFailure("this world cannot list a process's descriptors")
+    }
+    public func note(_ line: String, in caseName: String, as role: LabRole) {}
 }
 
 /// A failed check.
@@ -125,7 +166,8 @@ extension ConformanceCase {
             return ConformanceResult(caseName: name, role: role, outcome: .pass, duration: ContinuousClock.now - started)
         } catch {
             let reason = "\(error)".replacingNewlines()
-            try? await world.write("\(name)/\(role)/failed", reason, as: role)
+            // Within xenstored's node quota for a DomU (2048 bytes), or the peers never see it.
+            try? await world.write("\(name)/\(role)/failed", String(decoding: reason.utf8.prefix(1500), as: UTF8.self), as: role)
             return ConformanceResult(caseName: name, role: role, outcome: .fail(reason), duration: ContinuousClock.now - started)
         }
     }
@@ -172,9 +214,10 @@ public struct Peer: Sendable {
         }
     }
 
-    /// Publishes grant references, in chunks that fit a xenstore value (4 KiB).
+    /// Publishes grant references, in chunks of 250 (at most 1500 bytes), so that a node a
+    /// DomU writes stays within xenstored's default quota of 2048 bytes per node.
     public func publish(refs: [GrantRef], as key: String) async throws {
-        let chunks = stride(from: 0, to: refs.count, by: 500).map { refs[$0..<min($0 + 500, refs.count)] }
+        let chunks = stride(from: 0, to: refs.count, by: 250).map { refs[$0..<min($0 + 250, refs.count)] }
         for (i, chunk) in chunks.enumerated() {
             try await publish("\(key)-\(i)", chunk.map { String($0.rawValue) }.joined(separator: ","))
         }
@@ -215,6 +258,43 @@ public struct Peer: Sendable {
     public func waitForEvent(port: UInt32, timeout: Duration) async throws -> Bool {
         try await world.waitForEvent(as: role, port: port, timeout: timeout)
     }
+
+    /// Waits until `other`'s runner has finished (the lab: its done key); fails at once if a
+    /// participant reported a failure.
+    public func waitUntilFinished(_ other: LabRole) async throws {
+        let deadline = ContinuousClock.now.advanced(by: world.rendezvousTimeout)
+        while try await world.hasStopped(other) == nil {
+            for participant in participants where participant != role {
+                if let reason = try await world.read("\(caseName)/\(participant)/failed", as: role) {
+                    throw ConformanceFailure("\(participant) failed: \(reason)")
+                }
+            }
+            if ContinuousClock.now >= deadline { throw ConformanceFailure("timed out waiting for \(other) to finish") }
+            try await Task.sleep(for: world.pollInterval)
+        }
+    }
+
+    // MARK: Faults
+
+    /// Starts a holder process in this domain (see ``ConformanceWorld/spawnHolder(_:as:)``).
+    public func spawnHolder(_ holdings: [Holding]) async throws -> any HolderProcess {
+        try await world.spawnHolder(holdings, as: role)
+    }
+
+    /// Destroys `victim`'s domain (Dom0 only).
+    public func destroy(_ victim: LabRole) async throws { try await world.destroyDomain(victim, as: role) }
+
+    /// The toolstack's view of `other`'s domain (Dom0 only).
+    public func state(of other: LabRole) async throws -> DomainState { try await world.domainState(of: other, as: role) }
+
+    /// Xen's active grant entries (Dom0 only).
+    public func grantDump() async throws -> GrantDump { try await world.grantDump(as: role) }
+
+    /// This part's process: its descriptors and file-backed mappings.
+    public func footprint() async throws -> ProcessFootprint { try await world.footprint(as: role) }
+
+    /// Records a figure or an observation (an `INFO` line in the lab).
+    public func note(_ line: String) { world.note(line, in: caseName, as: role) }
 }
 
 extension String {

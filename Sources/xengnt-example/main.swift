@@ -5,9 +5,13 @@
 import XenGnt
 import XenGntTesting
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 let framePages = (1920 * 1080 * 4 + xenPageSize - 1) / xenPageSize   // 2025 pages
 
-func run() throws(XenGntError) {
+func run() throws -> XenSimulation {
     let xen = XenSimulation()
     let frontend = try xen.addDomain(1, type: .pvh)
     let backend = try xen.addDomain(2, type: .pvh)
@@ -51,11 +55,13 @@ func run() throws(XenGntError) {
     print("dom0 shared a 4-page udmabuf with dom1 as refs \(shared.refs.map(\.rawValue))")
     try shared.release()
     frontend.endAccess(dom0Refs)
-    print("census after teardown: \(xen.census())")
+    return xen
 }
 
 do {
-    try run()
+    let xen = try run()   // every device and owner of the run is gone now
+    print("census after teardown: \(xen.census())")
 } catch {
     print("xengnt-example: \(error)")
+    exit(1)
 }

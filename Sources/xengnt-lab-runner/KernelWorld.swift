@@ -12,7 +12,8 @@ import Glibc
 /// /dev/xen/evtchn (libxenevtchn).
 final class KernelWorld: ConformanceWorld, @unchecked Sendable {
     let role: LabRole
-    let ids: [LabRole: DomainID]
+    /// The permanent domains' ids; the victim's is read when a case first needs it.
+    private let ids: Mutex<[LabRole: DomainID]>
     private let store: OpaquePointer
     private let events: OpaquePointer
     /// Events that arrived for other ports while waiting for one.
@@ -22,7 +23,7 @@ final class KernelWorld: ConformanceWorld, @unchecked Sendable {
     init(role: LabRole, store: OpaquePointer, ids: [LabRole: DomainID]) throws {
         self.role = role
         self.store = store
-        self.ids = ids
+        self.ids = Mutex(ids)
         guard let events = xenevtchn_open(nil, 0) else { throw RunnerError("xenevtchn_open: errno \(errno)") }
         self.events = events
     }
@@ -32,7 +33,23 @@ final class KernelWorld: ConformanceWorld, @unchecked Sendable {
     }
 
     func system(for role: LabRole) -> XenSystem { .kernel }
-    func domainID(of role: LabRole) -> DomainID { ids[role]! }
+    func domainID(of role: LabRole) -> DomainID {
+        if let id = ids.withLock({ $0[role] }) { return id }
+        // Dom0 publishes the victim's id when `xl create` returns, before any case needs it;
+        // "none" (not created) or nothing within 120 s gives an id no domain has, and the case
+        // fails on its first rendezvous (the victim's done key says why).
+        let deadline = ContinuousClock.now.advanced(by: .seconds(120))
+        var id = DomainID(0x7FEF)
+        while ContinuousClock.now < deadline {
+            if let text = Self.read(store, "/xengnt/domains/\(role)") {
+                id = UInt16(text).map { DomainID($0) } ?? id
+                break
+            }
+            usleep(100_000)
+        }
+        ids.withLock { $0[role] = id }
+        return id
+    }
 
     func write(_ key: String, _ value: String, as role: LabRole) async throws {
         try Self.write(store, "/xengnt/run/\(key)", value)

@@ -2,12 +2,14 @@
 // prints `PASS|FAIL|SKIP <case> <domain>` per case, `TIME <case> <domain> <ms>`, and a closing
 // `N passed, N failed` (a SKIP counts as failed: the lab must run everything).
 //
-//   xengnt-lab-runner --role dom0|pv|pvh [--case NAME]... [--list]
+//   xengnt-lab-runner --role dom0|pv|pvh|victim [--case NAME]... [--list]
+//   xengnt-lab-runner --hold <holding>...     (a holder process, started by the runner itself)
 //
 // Dom0 writes the domids to /xengnt/domains/{dom0,pv,pvh} ("none" for a DomU it could not
-// create); each runner waits for them, then
-// runs its cases in suite order, meeting its peers under /xengnt/run. A DomU writes
-// /xengnt/done/<role> when it is finished.
+// create); each runner waits for them, then runs its cases in suite order, meeting its peers
+// under /xengnt/run. The victim's id (/xengnt/domains/victim) is read when a case needs it.
+// A DomU writes /xengnt/done/<role> when it is finished. `--list` prints the selected cases,
+// one a line: name, roles (comma-separated), summary, tab-separated.
 import CXenTools
 import XenGnt
 import XenGntConformance
@@ -28,29 +30,38 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
+if CommandLine.arguments.dropFirst().first == "--hold" {
+    holdAndWait(Array(CommandLine.arguments.dropFirst(2)))
+}
+
 var role: LabRole?
 var only: Set<String> = []
+var list = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--role":
-        guard let value = arguments.next(), let parsed = LabRole(rawValue: value) else { fail("--role takes dom0, pv or pvh") }
+        guard let value = arguments.next(), let parsed = LabRole(rawValue: value) else { fail("--role takes dom0, pv, pvh or victim") }
         role = parsed
     case "--case":
         guard let value = arguments.next() else { fail("--case takes a case name") }
         only.formUnion(value.split(separator: ",").map(String.init))
     case "--list":
-        for item in ConformanceSuite.cases { print("\(item.name)\t\(item.roles.map(\.rawValue).joined(separator: ","))\t\(item.summary)") }
-        exit(0)
+        list = true
     default:
         fail("unknown argument \(argument)")
     }
 }
-guard let role else { fail("--role is required") }
 // Hand-run cases (they hang or crash a domain) run only when named.
 let selectable = ConformanceSuite.cases + ConformanceSuite.handRunCases.filter { only.contains($0.name) }
 let unknown = only.subtracting(selectable.map(\.name))
 if !unknown.isEmpty { fail("no such case: \(unknown.sorted().joined(separator: ", "))") }
+let selected = selectable.filter { only.isEmpty || only.contains($0.name) }
+if list {
+    for item in selected { print("\(item.name)\t\(item.roles.map(\.rawValue).joined(separator: ","))\t\(item.summary)") }
+    exit(0)
+}
+guard let role else { fail("--role is required") }
 
 // xenstore: retry until it answers and Dom0 has published the domids (bounded).
 func waitForStore() -> (OpaquePointer, [LabRole: DomainID]) {
@@ -60,13 +71,13 @@ func waitForStore() -> (OpaquePointer, [LabRole: DomainID]) {
         if store == nil { store = xs_open(0) }
         if let store {
             var ids: [LabRole: DomainID] = [:]
-            for each in LabRole.allCases {
+            for each in LabRole.permanent {
                 guard let text = KernelWorld.read(store, "/xengnt/domains/\(each)") else { continue }
                 // "none": Dom0 could not create that DomU. Its cases fail at once (its
                 // /xengnt/done key says why); the id is one no domain has.
                 ids[each] = text == "none" ? DomainID(0x7FEF) : UInt16(text).map { DomainID($0) }
             }
-            if ids.count == LabRole.allCases.count { return (store, ids) }
+            if ids.count == LabRole.permanent.count { return (store, ids) }
         }
         usleep(100_000)
     }
@@ -80,11 +91,12 @@ do {
 } catch {
     fail("\(error)")
 }
-emit("INFO runner \(role) domid \(ids[role]!.rawValue) guest \(XenCapabilities.probe().guestType?.rawValue ?? "?")")
+let uptime = (try? KernelWorld.readFile("/proc/uptime"))?.split(separator: " ").first ?? "?"
+emit("INFO runner \(role) domid \(world.domainID(of: role).rawValue) guest \(XenCapabilities.probe().guestType?.rawValue ?? "?") uptime \(uptime)s")
 
 var passed = 0
 var failed = 0
-for item in selectable where item.roles.contains(role) && (only.isEmpty || only.contains(item.name)) {
+for item in selected where item.roles.contains(role) {
     let result = await item.run(as: role, in: world)
     emit(result.description)
     let c = result.duration.components

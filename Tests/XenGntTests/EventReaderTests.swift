@@ -56,7 +56,7 @@ final class Counter {
 }
 
 extension Simulated {
-    @Suite(.timeLimit(.minutes(1)))
+    @Suite
     struct EventReader {
         @Test(arguments: SeamKind.allCases)
         func aProducerWakesTheReaderThroughPollAndTheStreamEnds(on kind: SeamKind) async throws {

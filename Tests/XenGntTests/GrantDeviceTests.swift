@@ -58,18 +58,20 @@ extension Simulated {
             #expect(host.xen.census().grantMaps == 0)
         }
 
-        @Test(arguments: ["invalid ref", "unknown domain", "not granted to this domain", "one bad of two"])
-        func badGrantsFailAtMmap(_ variant: String) throws {
+        enum BadMap: CaseIterable, Sendable { case invalidRef, unknownDomain, notGrantedToThisDomain, oneBadOfTwo }
+
+        @Test(arguments: BadMap.allCases)
+        func badGrantsFailAtMmap(_ variant: BadMap) throws {
             let host = try Host()
             let refs = try host.frontend.grantPages(2, to: host.backend.id)
             let other = try host.frontend.grantPages(1, to: host.dom0.id)
             let gntdev = try host.gntdev()
             let error = #expect(throws: XenGntError.self) {
                 switch variant {
-                case "invalid ref": _ = try gntdev.map([GrantRef(9999)], from: host.frontend.id)
-                case "unknown domain": _ = try gntdev.map(refs, from: DomainID(77))
-                case "not granted to this domain": _ = try gntdev.map(other, from: host.frontend.id)
-                default: _ = try gntdev.map([refs[0], GrantRef(9999)], from: host.frontend.id)
+                case .invalidRef: _ = try gntdev.map([GrantRef(9999)], from: host.frontend.id)
+                case .unknownDomain: _ = try gntdev.map(refs, from: DomainID(77))
+                case .notGrantedToThisDomain: _ = try gntdev.map(other, from: host.frontend.id)
+                case .oneBadOfTwo: _ = try gntdev.map([refs[0], GrantRef(9999)], from: host.frontend.id)
                 }
             }
             #expect(error?.call == "mmap")
@@ -89,10 +91,10 @@ extension Simulated {
             #expect(tooMany?.description.contains("xen_gntdev.limit") == true)
             // The limit is read when the kernel refuses, not cached at open: lowering it later
             // is explained correctly, and raising it lets the same request through.
-            host.xen.configuration.gntdevLimit = 4
+            host.backend.kernel.gntdevLimit = 4
             let export = #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs[0..<5], from: host.frontend.id) }
             #expect(export?.code == .tooManyPages && export?.limit == 4)
-            host.xen.configuration.gntdevLimit = 16
+            host.backend.kernel.gntdevLimit = 16
             #expect(try gntdev.map(refs, from: host.frontend.id).pageCount == 9)
         }
 

@@ -2,7 +2,7 @@ import CXenGnt
 import Testing
 import XenGnt
 
-/// The uapi as Swift sees it equals the values of DESIGN.md §3 (Linux 6.1, x86_64).
+/// The uapi as Swift sees it equals the table of Documentation/KernelFacts.md (Linux 6.1, x86_64).
 extension Simulated {
     @Suite struct Layout {
         @Test func requestNumbersMatchTheKernel() {

@@ -38,7 +38,7 @@ extension Simulated {
             #expect(none.dmaBufIoctls == nil && none.export == .unknown)
             #expect(none.gntdevLimit == nil)
             bare.xen.injectFault(.permissionDenied, on: .open, times: 1)
-            bare.xen.configuration.devices = [.gntdev, .gntalloc]
+            bare.backend.kernel.devices = [.gntdev, .gntalloc]
             let denied = XenCapabilities.probe(on: bare.backend.system)
             #expect(denied.gntdev == .permissionDenied && denied.gntalloc == .available)
             bare.xen.injectFault(.resourceBusy, on: .open, times: 2)
@@ -48,7 +48,7 @@ extension Simulated {
 
         @Test func aDomainThatWasNeverAddedIsNotXen() {
             let xen = XenSimulation()
-            let probe = XenCapabilities.probe(on: xen.domain(9))
+            let probe = XenCapabilities.probe(on: xen.system(of: 9))
             #expect(!probe.isXenDomain && probe.guestType == nil && probe.gntdev == .missing)
         }
 

@@ -9,7 +9,7 @@ import XenGntConformance
 import Glibc
 #endif
 
-/// Every non-DRM row of DESIGN.md §3's "measured on a real Xen" table, sent to the simulator as
+/// Every non-DRM row of Documentation/KernelFacts.md's "measured" table, sent to the simulator as
 /// raw request numbers and C structs, so that XenGnt's own validation cannot hide a gap.
 extension Simulated {
     @Suite struct RawKernelTable {
@@ -47,7 +47,7 @@ extension Simulated {
         }
 
         @Test func badExportArgumentsAreEINVALAllOrNothing() throws {
-            host.xen.configuration.gntdevLimit = 16
+            host.backend.kernel.gntdevLimit = 16
             let fd = try pvh.open("/dev/xen/gntdev")
             defer { pvh.close(fd) }
             let good = try host.frontend.grantPages(1, to: host.backend.id)[0].rawValue
@@ -106,11 +106,13 @@ extension Simulated {
             #expect(pv.waitReleased(pvFile, exported: 777, milliseconds: 0) == .noSuchFileOrDirectory)
         }
 
-        @Test(arguments: ["udmabuf", "heap"])
-        func importToRefsSucceedsAndThePeerMapsCoherently(source: String) throws {
+        enum Source: CaseIterable, Sendable { case udmabuf, heap }
+
+        @Test(arguments: Source.allCases)
+        func importToRefsSucceedsAndThePeerMapsCoherently(source: Source) throws {
             let fd = try pv.open("/dev/xen/gntdev")
             defer { pv.close(fd) }
-            let buffer: DmaBuf = source == "udmabuf"
+            let buffer: DmaBuf = source == .udmabuf
                 ? try DmaBuf.udmabuf(pages: 2, on: host.dom0.system)
                 : try DmaBuf.allocate(fromHeap: "system", pages: 2, on: host.dom0.system)
             let refs = try pv.importToRefs(fd, buffer: buffer.fileDescriptor.rawValue, count: 2, domid: 2).get()
@@ -218,16 +220,16 @@ extension Simulated {
             #expect(raw.errno(raw.export(fd, domid: 1, refs: refs)) == .invalidArgument)
         }
 
-        @Test func gntallocLimitIsGlobalAndENOSPC() throws {
-            host.xen.configuration.gntallocLimit = 4
+        @Test func gntallocLimitIsGlobalToTheKernelAndENOSPC() throws {
+            host.dom0.kernel.gntallocLimit = 4
             let a = try pv.open("/dev/xen/gntalloc")
-            let b = try pvh.open("/dev/xen/gntalloc")
-            defer { pv.close(a); pvh.close(b) }
+            let b = try pv.open("/dev/xen/gntalloc")
+            defer { pv.close(a); pv.close(b) }
             #expect(pv.errno(pv.allocGref(a, domid: 1, count: 5)) == .noSpace)
             let first = try pv.allocGref(a, domid: 1, count: 3).get()
-            #expect(pvh.errno(pvh.allocGref(b, domid: 1, count: 2)) == .noSpace)
+            #expect(pv.errno(pv.allocGref(b, domid: 1, count: 2)) == .noSpace)
             #expect(pv.deallocGref(a, index: first.index, count: 3) == nil)
-            #expect((try? pvh.allocGref(b, domid: 1, count: 2).get()) != nil)
+            #expect((try? pv.allocGref(b, domid: 1, count: 2).get()) != nil)
         }
 
         @Test func gntallocCountZeroIsAcceptedAndBadDeallocsAreEINVAL() throws {

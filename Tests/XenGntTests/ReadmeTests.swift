@@ -6,7 +6,7 @@ extension Simulated {
     /// The README's testing example, verbatim, so the README stays true.
     @Suite struct Readme {
         @Test func backendExportsTheFrontendsFrame() throws {
-            let xen = XenSimulation()                                   // or XenSimulation(configuration)
+            let xen = XenSimulation()                                   // or XenSimulation(maxGrantFrames: 32)
             let frontend = try xen.addDomain(1, type: .pvh)
             let backend = try xen.addDomain(2, type: .pvh)
             let refs = try frontend.grantPages(2025, to: backend.id)    // what xen-drm-front would do

@@ -12,23 +12,23 @@ import Glibc
 /// Every suite of this target is nested in this one, so the tests run one at a time: the
 /// leak tests compare the process's open descriptors before and after, which parallel tests
 /// would disturb.
-@Suite(.serialized) enum Simulated {}
+@Suite(.serialized, .timeLimit(.minutes(5))) enum Simulated {}
 
 /// A simulated host with the usual cast: a PVH frontend (dom1), a PVH backend (dom2) and a PV
-/// Dom0.
+/// Dom0, each running `kernel` as configured.
 struct Host {
     let xen: XenSimulation
     let frontend: SimulatedDomain
     let backend: SimulatedDomain
     let dom0: SimulatedDomain
 
-    init(_ configure: (inout XenSimulation.Configuration) -> Void = { _ in }) throws {
-        var configuration = XenSimulation.Configuration()
-        configure(&configuration)
-        xen = XenSimulation(configuration)
-        dom0 = try xen.addDomain(0, type: .pv)
-        frontend = try xen.addDomain(1, type: .pvh)
-        backend = try xen.addDomain(2, type: .pvh)
+    init(maxGrantFrames: Int = 64, _ configure: (inout SimulatedKernel) -> Void = { _ in }) throws {
+        var kernel = SimulatedKernel()
+        configure(&kernel)
+        xen = XenSimulation(maxGrantFrames: maxGrantFrames)
+        dom0 = try xen.addDomain(0, type: .pv, kernel: kernel)
+        frontend = try xen.addDomain(1, type: .pvh, kernel: kernel)
+        backend = try xen.addDomain(2, type: .pvh, kernel: kernel)
     }
 
     /// The backend's gntdev.
@@ -57,7 +57,7 @@ func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) >= 0 }
 /// system calls an operation makes (`ioctl` calls are recorded by request: `IOCTL_GNTDEV_...`).
 final class SeamRecorder: SystemCalls, @unchecked Sendable {
     let inner: any SystemCalls
-    private let log = Mutex<[String]>([])
+    private let log = Locked<[String]>([])
 
     init(_ system: XenSystem) { inner = system.calls }
 

@@ -67,6 +67,19 @@ public struct XenGntError: Error, Sendable, Hashable {
     ///   - operation: what the caller asked for.
     ///   - call: the system call or ioctl that failed; `nil` when the kernel was not asked.
     ///   - errno: the kernel's answer to `call`.
+    ///   - path: the file or device concerned.
+    ///   - count: the number of pages or elements the request named.
+    ///   - actualCount: the number of elements a collection actually yielded.
+    ///   - limit: the limit that was exceeded.
+    ///   - offset: a byte offset concerned.
+    ///   - length: a length in bytes concerned.
+    ///   - domain: the domain concerned.
+    ///   - flags: the flag bits concerned.
+    ///   - port: the event channel port concerned.
+    ///   - guestType: the guest type of this domain, when it shaped the explanation.
+    ///   - allocation: the allocation asked for, when it shaped the explanation.
+    ///   - detail: further explanation (the sentence of ``Code/invalidArgument``, or a daemon's
+    ///     error string such as xenstored's).
     public init(
         _ code: Code,
         _ operation: Operation,

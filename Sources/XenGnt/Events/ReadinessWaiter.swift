@@ -19,6 +19,8 @@ package final class ReadinessWaiter: Sendable {
     /// Written to wake a blocked `poll` (cancellation, ``wake()``).
     let wakeFD: Int32
     private let queue = DispatchQueue(label: "xengnt.readiness")
+    /// Set by ``interrupt()``: the current (or next) wait returns early.
+    private let interrupted = Atomic<Bool>(false)
 
     /// A waiter whose wake-up eventfd is made through `calls`.
     package init(calls: any SystemCalls) throws(XenGntError) {
@@ -58,7 +60,11 @@ package final class ReadinessWaiter: Sendable {
             let milliseconds = limit
             let result = await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Result<PollResult, Errno>, Never>) in
-                    queue.async { continuation.resume(returning: self.pollOnce(fd, milliseconds)) }
+                    // The block lets go of the seam (and so of what is behind it, a simulated
+                    // host) before it resumes the task: once the task is done with the waiter,
+                    // nothing of it lingers on the queue's thread.
+                    let work = PollWork(calls: calls, fd: fd, wakeFD: wakeFD, milliseconds: milliseconds)
+                    queue.async { continuation.resume(returning: work.run()) }
                 }
             } onCancel: {
                 self.wake()
@@ -66,10 +72,21 @@ package final class ReadinessWaiter: Sendable {
             switch result {
             case .success(.readable): return .readable
             case .success(.timedOut): if deadline == nil { continue }
-            case .success(.woken): continue   // cancelled (checked at the top) or a stale wake-up
+            case .success(.woken):
+                // Cancelled (checked at the top), interrupted, or a stale wake-up.
+                if interrupted.exchange(false, ordering: .acquiringAndReleasing) { return .readable }
+                continue
             case .failure(let errno): throw XenGntError(.kernel, .waitForEvents, call: Call.poll, errno: errno)
             }
         }
+    }
+
+    /// Ends the current wait, or the next one if none is in progress, as if the descriptor had
+    /// become readable, so that the waiting reader looks at its source again (an event channel
+    /// that was unbound while a task waited on it).
+    package func interrupt() {
+        interrupted.store(true, ordering: .releasing)
+        wake()
     }
 
     /// Ends a blocked `poll` (the waiting task re-checks cancellation).
@@ -80,20 +97,37 @@ package final class ReadinessWaiter: Sendable {
 
     private enum PollResult { case readable, timedOut, woken }
 
-    private func pollOnce(_ fd: Int32, _ milliseconds: Int32) -> Result<PollResult, Errno> {
-        var descriptors = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
-        return withUnsafeMutableBytes(of: &descriptors) { raw -> Result<PollResult, Errno> in
-            let entries = raw.bindMemory(to: pollfd.self)
-            do throws(Errno) {
-                let ready = try retryingOnInterrupt { () throws(Errno) in try calls.poll(entries, timeout: milliseconds) }
-                if entries[1].revents != 0 {
-                    var counter: UInt64 = 0
-                    _ = withUnsafeMutableBytes(of: &counter) { try? calls.read(wakeFD, into: $0) }
-                    return .success(.woken)
+    /// One poll, run on the waiter's queue. It holds the seam only while it polls.
+    private final class PollWork: @unchecked Sendable {
+        private var calls: (any SystemCalls)?
+        let fd: Int32
+        let wakeFD: Int32
+        let milliseconds: Int32
+
+        init(calls: any SystemCalls, fd: Int32, wakeFD: Int32, milliseconds: Int32) {
+            self.calls = calls
+            self.fd = fd
+            self.wakeFD = wakeFD
+            self.milliseconds = milliseconds
+        }
+
+        func run() -> Result<PollResult, Errno> {
+            guard let calls else { return .success(.woken) }
+            self.calls = nil
+            var descriptors = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
+            return withUnsafeMutableBytes(of: &descriptors) { raw -> Result<PollResult, Errno> in
+                let entries = raw.bindMemory(to: pollfd.self)
+                do throws(Errno) {
+                    let ready = try retryingOnInterrupt { () throws(Errno) in try calls.poll(entries, timeout: milliseconds) }
+                    if entries[1].revents != 0 {
+                        var counter: UInt64 = 0
+                        _ = withUnsafeMutableBytes(of: &counter) { try? calls.read(wakeFD, into: $0) }
+                        return .success(.woken)
+                    }
+                    return .success(ready > 0 && entries[0].revents != 0 ? .readable : .timedOut)
+                } catch {
+                    return .failure(error)
                 }
-                return .success(ready > 0 && entries[0].revents != 0 ? .readable : .timedOut)
-            } catch {
-                return .failure(error)
             }
         }
     }

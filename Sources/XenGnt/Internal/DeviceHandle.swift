@@ -13,17 +13,17 @@ final class DeviceHandle: Sendable {
     let fd: Int32
     let calls: any SystemCalls
     let path: String
-    private let scratch = Mutex(ScratchBuffer(capacity: 4096))
+    private let scratch = Locked(ScratchBuffer(capacity: 4096))
     /// A descriptor on /dev/null, opened on first use, that `dup3` copies over a descriptor
     /// number to keep the number reserved while the kernel still names an object by it.
-    private let placeholder = Mutex<Int32>(-1)
+    private let placeholder = Locked<Int32>(-1)
     /// Placeholders whose buffer was not yet released when their owner went away. The kernel
     /// still records the buffer under that number, so the number is freed only once the kernel
     /// reports the buffer released (or this file closes, which ends every wait on it).
-    private let lingering = Mutex<[Int32]>([])
+    private let lingering = Locked<[Int32]>([])
     /// Teardown steps of consumed owners that the kernel refused, retried at the device's next
     /// call and when it closes, so a failed release never leaves its resource unreachable.
-    private let parked = Mutex<[Teardown]>([])
+    private let parked = Locked<[Teardown]>([])
     /// How many steps are parked; read without the lock on every call.
     private let parkedCount = Atomic<Int>(0)
 
@@ -80,6 +80,7 @@ final class DeviceHandle: Sendable {
     /// Frees a placeholder number: at once when its buffer is known to be released, else once
     /// the kernel says it is.
     func retire(placeholder number: Int32, knownReleased: Bool) {
+        if SeededBugs.skipPlaceholderClose.load(ordering: .relaxed) { return }
         if !knownReleased, (try? isReleased(number)) == false {
             lingering.withLock { $0.append(number) }
         } else {

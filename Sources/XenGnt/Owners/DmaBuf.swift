@@ -22,8 +22,11 @@ public struct DmaBuf: ~Copyable, Sendable {
 
     /// Takes ownership of `fileDescriptor`, a dma-buf opened on `system`.
     ///
-    /// - Parameter byteCount: the buffer's size, if known (a DRM dumb buffer's `size`);
-    ///   otherwise XenGnt asks the kernel when it needs it.
+    /// - Parameters:
+    ///   - fileDescriptor: the dma-buf; XenGnt closes it when this value goes away.
+    ///   - byteCount: the buffer's size, if known (a DRM dumb buffer's `size`); otherwise XenGnt
+    ///     asks the kernel when it needs it.
+    ///   - system: where the descriptor was opened (the kernel, or a simulated domain).
     public init(adopting fileDescriptor: FileDescriptor, byteCount: Int? = nil, on system: XenSystem = .kernel) {
         self.calls = system.calls
         self.fileDescriptor = fileDescriptor

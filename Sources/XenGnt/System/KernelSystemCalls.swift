@@ -1,11 +1,7 @@
 internal import CXenGnt
 package import SystemPackage
 
-#if canImport(Glibc)
 package import Glibc
-#elseif canImport(Musl)
-package import Musl
-#endif
 
 /// The production side of the seam: every requirement is one libc call. This is the only file in
 /// XenGnt that calls libc for devices, descriptors or memory mappings.

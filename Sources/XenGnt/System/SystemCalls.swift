@@ -1,10 +1,6 @@
 package import SystemPackage
 
-#if canImport(Glibc)
 package import Glibc
-#elseif canImport(Musl)
-package import Musl
-#endif
 
 /// The one seam through which XenGnt touches a device or the kernel's view of the system.
 ///
@@ -69,7 +65,7 @@ package func retryingOnInterrupt<T>(_ body: () throws(Errno) -> T) throws(Errno)
 
 /// Where a device is opened: the running kernel, or a simulated Xen domain.
 ///
-/// Pass ``kernel`` in production. XenGntTesting's `XenSimulation.domain(_:)` gives values that
+/// Pass ``kernel`` in production. XenGntTesting's `XenSimulation.system(of:)` gives values that
 /// route every call to a simulated domain instead, so code written against XenGnt can be unit
 /// tested on any machine. The value is opaque: it only says where calls go.
 public struct XenSystem: Sendable {

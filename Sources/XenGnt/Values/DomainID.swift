@@ -2,7 +2,7 @@
 ///
 /// Ids from `0x7FF0` up are reserved by Xen (`DOMID_FIRST_RESERVED`: `DOMID_SELF`, `DOMID_IO`,
 /// ...). Any value can be written, but every XenGnt operation rejects a reserved id with
-/// ``XenGntError/Cause/reservedDomain(_:)`` before the kernel sees it, because the kernel answers
+/// ``XenGntError/Code/reservedDomain`` before the kernel sees it, because the kernel answers
 /// it with a bare `EINVAL` (or, for an import, not at all).
 public struct DomainID: RawRepresentable, Hashable, Comparable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
     /// The id as Xen's `domid_t`.
