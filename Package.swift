@@ -86,6 +86,7 @@ let package = Package(
                 "XenGntBackend",
                 "CXenBackend",
                 "CXenGnt",
+                "CDRM",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
