@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "XenGnt", targets: ["XenGnt"]),
         .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
+        .library(name: "XenGntDRM", targets: ["XenGntDRM"]),
         .library(name: "XenGntBackend", targets: ["XenGntBackend"]),
         .executable(name: "xengnt-example", targets: ["xengnt-example"]),
     ],
@@ -33,6 +34,14 @@ let package = Package(
             name: "CXenTools",
             path: "Sources/CXenTools",
             providers: [.apt(["libxen-dev"])]
+        ),
+        // libdrm: its uapi headers and its pure functions (format names); every DRM ioctl goes
+        // through XenGnt's seam instead (Debian: libdrm-dev).
+        .systemLibrary(
+            name: "CDRM",
+            path: "Sources/CDRM",
+            pkgConfig: "libdrm",
+            providers: [.apt(["libdrm-dev"])]
         ),
         .target(
             name: "XenGnt",
@@ -59,6 +68,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The DRM bridge: grant refs to pixels on a KMS display (PRIME, dumb buffers,
+        // framebuffers, mode setting, page flips, writeback capture).
+        .target(
+            name: "XenGntDRM",
+            dependencies: [
+                "XenGnt",
+                "CDRM",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "XenGntTesting",
             dependencies: [
@@ -66,6 +86,7 @@ let package = Package(
                 "XenGntBackend",
                 "CXenBackend",
                 "CXenGnt",
+                "CDRM",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -76,6 +97,8 @@ let package = Package(
             name: "XenGntConformance",
             dependencies: [
                 "XenGnt",
+                "XenGntDRM",
+                "CDRM",
                 "XenGntBackend",
                 "CXenBackend",
                 "CXenGnt",
@@ -103,6 +126,8 @@ let package = Package(
             name: "XenGntTests",
             dependencies: [
                 "XenGnt",
+                "XenGntDRM",
+                "CDRM",
                 "XenGntBackend",
                 "CXenBackend",
                 "XenGntTesting",
