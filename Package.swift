@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "XenGnt", targets: ["XenGnt"]),
         .library(name: "XenGntTesting", targets: ["XenGntTesting"]),
+        .library(name: "XenGntDRM", targets: ["XenGntDRM"]),
         .library(name: "XenGntBackend", targets: ["XenGntBackend"]),
         .executable(name: "xengnt-example", targets: ["xengnt-example"]),
         // issue 9: the vdispl (displif.h) backend and its daemon.
@@ -41,6 +42,14 @@ let package = Package(
             path: "Sources/CXenTools",
             providers: [.apt(["libxen-dev"])]
         ),
+        // libdrm: its uapi headers and its pure functions (format names); every DRM ioctl goes
+        // through XenGnt's seam instead (Debian: libdrm-dev).
+        .systemLibrary(
+            name: "CDRM",
+            path: "Sources/CDRM",
+            pkgConfig: "libdrm",
+            providers: [.apt(["libdrm-dev"])]
+        ),
         .target(
             name: "XenGnt",
             dependencies: [
@@ -66,6 +75,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The DRM bridge: grant refs to pixels on a KMS display (PRIME, dumb buffers,
+        // framebuffers, mode setting, page flips, writeback capture).
+        .target(
+            name: "XenGntDRM",
+            dependencies: [
+                "XenGnt",
+                "CDRM",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "XenGntTesting",
             dependencies: [
@@ -73,6 +93,7 @@ let package = Package(
                 "XenGntBackend",
                 "CXenBackend",
                 "CXenGnt",
+                "CDRM",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -83,6 +104,8 @@ let package = Package(
             name: "XenGntConformance",
             dependencies: [
                 "XenGnt",
+                "XenGntDRM",
+                "CDRM",
                 "XenGntBackend",
                 "CXenBackend",
                 "CXenGnt",
@@ -160,6 +183,8 @@ let package = Package(
                 "XenDisplayBackend",   // the display backend on the simulator (issue 9)
                 .product(name: "Logging", package: "swift-log"),
                 "XenGnt",
+                "XenGntDRM",
+                "CDRM",
                 "XenGntBackend",
                 "CXenBackend",
                 "XenGntTesting",

@@ -279,7 +279,7 @@ extension ConformanceSuite {
 
 /// The cases, in the order every domain runs them.
 public enum ConformanceSuite {
-    public static var cases: [ConformanceCase] { grantCases + exportCases + importCases + faultCases + backendCases }
+    public static var cases: [ConformanceCase] { grantCases + exportCases + importCases + faultCases + backendCases + drmCases + drmFlowCases }
 
     /// The case named `name`.
     public static func named(_ name: String) -> ConformanceCase? { cases.first { $0.name == name } }

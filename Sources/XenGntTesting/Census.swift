@@ -37,6 +37,10 @@ extension XenSimulation {
             public var foreignMappings = 0
             /// Event channel ports bound.
             public var eventChannelPorts = 0
+            /// GEM buffer objects of its DRM devices not yet freed.
+            public var gemObjects = 0
+            /// Framebuffers of its DRM devices not yet removed.
+            public var framebuffers = 0
             /// What oopsed its kernel, if it did.
             public var oops: String?
 
@@ -71,6 +75,8 @@ extension XenSimulation {
                     items.append("\(grants) grant\(grants == 1 ? "" : "s") (\(split))")
                 }
                 add(foreignMappings, "foreign mapping")
+                add(gemObjects, "GEM object")
+                add(framebuffers, "framebuffer")
                 return items
             }
 
@@ -122,6 +128,10 @@ extension XenSimulation {
         public var grants: Int { total(\.grants) }
         /// Maptrack entries, every domain together.
         public var foreignMappings: Int { total(\.foreignMappings) }
+        /// GEM objects, every domain together.
+        public var gemObjects: Int { total(\.gemObjects) }
+        /// Framebuffers, every domain together.
+        public var framebuffers: Int { total(\.framebuffers) }
         /// Event channel ports bound, every domain together.
         public var eventChannelPorts: Int { total(\.eventChannelPorts) }
     }
@@ -160,6 +170,10 @@ extension DomainKernel {
         entry.foreignMappings = domain.maptrack.count
         entry.eventChannelPorts = domain.ports.count
         entry.oops = oops
+        for device in drm.values {
+            entry.gemObjects += device.gemObjects
+            entry.framebuffers += device.framebuffers.count
+        }
         return entry
     }
 }

@@ -59,6 +59,12 @@ public enum SimulatedIoctl: Sendable, Hashable, CaseIterable {
     case dmaBufSync, dmaBufSetName, udmabufCreate, udmabufCreateList, dmaHeapAlloc
     /// `/dev/xen/evtchn`'s (`IOCTL_EVTCHN_*`).
     case evtchnBindInterdomain, evtchnBindUnboundPort, evtchnUnbind, evtchnNotify, evtchnReset
+    /// The DRM ioctls of the simulated vgem, vkms and DMA-scanout devices (`DRM_IOCTL_*`).
+    case drmVersion, drmGetCap, drmSetClientCap, drmSetMaster, drmDropMaster, drmGemClose, drmPrimeHandleToFD, drmPrimeFDToHandle
+    case drmWaitVblank, drmModeGetResources, drmModeGetCRTC, drmModeSetCRTC, drmModeGetEncoder, drmModeGetConnector
+    case drmModeGetProperty, drmModeGetPropertyBlob, drmModeRemoveFramebuffer, drmModePageFlip, drmModeCreateDumb
+    case drmModeMapDumb, drmModeDestroyDumb, drmModeGetPlaneResources, drmModeGetPlane, drmModeAddFramebuffer2
+    case drmModeObjectGetProperties, drmModeAtomic, drmModeCreatePropertyBlob, drmModeDestroyPropertyBlob
 
     /// The request number.
     public var request: UInt {
@@ -86,6 +92,37 @@ public enum SimulatedIoctl: Sendable, Hashable, CaseIterable {
         case .evtchnUnbind: EvtchnRequest.unbind
         case .evtchnNotify: EvtchnRequest.notify
         case .evtchnReset: EvtchnRequest.reset
+        case .drmVersion: DRMIoctl.version
+        case .drmGetCap: DRMIoctl.getCap
+        case .drmSetClientCap: DRMIoctl.setClientCap
+        case .drmSetMaster: DRMIoctl.setMaster
+        case .drmDropMaster: DRMIoctl.dropMaster
+        case .drmGemClose: DRMIoctl.gemClose
+        case .drmPrimeHandleToFD: DRMIoctl.primeHandleToFD
+        case .drmPrimeFDToHandle: DRMIoctl.primeFDToHandle
+        case .drmWaitVblank: DRMIoctl.waitVblank
+        case .drmModeGetResources: DRMIoctl.getResources
+        case .drmModeGetCRTC: DRMIoctl.getCRTC
+        case .drmModeSetCRTC: DRMIoctl.setCRTC
+        case .drmModeGetEncoder: DRMIoctl.getEncoder
+        case .drmModeGetConnector: DRMIoctl.getConnector
+        case .drmModeGetProperty: DRMIoctl.getProperty
+        case .drmModeGetPropertyBlob: DRMIoctl.getPropertyBlob
+        case .drmModeRemoveFramebuffer: DRMIoctl.removeFramebuffer
+        case .drmModePageFlip: DRMIoctl.pageFlip
+        case .drmModeCreateDumb: DRMIoctl.createDumb
+        case .drmModeMapDumb: DRMIoctl.mapDumb
+        case .drmModeDestroyDumb: DRMIoctl.destroyDumb
+        case .drmModeGetPlaneResources: DRMIoctl.getPlaneResources
+        case .drmModeGetPlane: DRMIoctl.getPlane
+        case .drmModeAddFramebuffer2: DRMIoctl.addFramebuffer2
+        case .drmModeObjectGetProperties: DRMIoctl.objectGetProperties
+        case .drmModeAtomic: DRMIoctl.atomic
+        case .drmModeCreatePropertyBlob: DRMIoctl.createPropertyBlob
+        case .drmModeDestroyPropertyBlob: DRMIoctl.destroyPropertyBlob
         }
     }
+
+    /// Whether this is a DRM ioctl.
+    var isDRM: Bool { "\(self)".hasPrefix("drm") }
 }

@@ -25,6 +25,16 @@ public struct SimulatedKernel: Sendable, Hashable {
         case evtchn
         /// `/dev/xen/xenbus` (the xenbus driver: the kernel's XenStore connection).
         case xenbus
+        /// vgem (`CONFIG_DRM_VGEM`): `/dev/dri/card0` and `/dev/dri/renderD128`, render-only.
+        case vgem
+        /// vkms (`CONFIG_DRM_VKMS`): `/dev/dri/card1`, a display that composes with the CPU,
+        /// with a writeback connector.
+        case vkms
+        /// A simulated display that scans out by DMA (`/dev/dri/card2`, driver
+        /// `xengnt-dma-scanout`), as a hardware display controller does: it shows any dma-buf,
+        /// a frontend's gntdev export included. The lab's kernel has no such device, so it is
+        /// not in ``SimulatedKernel/devices`` unless added.
+        case dmaScanout
     }
 
     /// Whether the kernel has `CONFIG_XEN_GNTDEV_DMABUF` (without it the four gntdev dma-buf
@@ -43,8 +53,8 @@ public struct SimulatedKernel: Sendable, Hashable {
     public var udmabufSizeLimitMB = 64
     /// udmabuf's `list_limit` module parameter: items per `UDMABUF_CREATE_LIST`.
     public var udmabufListLimit = 1024
-    /// The device nodes that exist.
-    public var devices: Set<Device> = Set(Device.allCases)
+    /// The device nodes that exist: all but ``Device/dmaScanout``, as in the lab's kernel.
+    public var devices: Set<Device> = Set(Device.allCases).subtracting([.dmaScanout])
 
     /// Linux 6.1 with the lab's configuration and patch, and every module parameter at its
     /// default.

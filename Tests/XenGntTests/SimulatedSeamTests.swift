@@ -218,6 +218,7 @@ extension Simulated {
             case .udmabufCreate, .udmabufCreateList: Paths.udmabuf
             case .dmaHeapAlloc: Paths.dmaHeaps + "system"
             case .evtchnBindInterdomain, .evtchnBindUnboundPort, .evtchnUnbind, .evtchnNotify, .evtchnReset: "/dev/xen/evtchn"
+            case _ where "\(ioctl)".hasPrefix("drm"): "/dev/dri/card1"   // vkms
             default: Paths.gntdev
             }
             let fd = try path.map { try calls.open($0, flags: O_RDWR | O_CLOEXEC, mode: 0) } ?? buffer.fileDescriptor.rawValue

@@ -15,6 +15,8 @@ final class DmaBufFile: OpenFile {
         case gntdev(GntdevFile, maps: [MaptrackEntry])
         case udmabuf
         case heap
+        /// A GEM object exported by PRIME (`drm_gem_prime_export`): the dma-buf holds it.
+        case gem(GEMObject)
     }
 
     /// `_IOW('b', 1, u32)`: the other `DMA_BUF_SET_NAME` 6.1 accepts (`DMA_BUF_SET_NAME_A`).
@@ -109,6 +111,10 @@ final class DmaBufFile: OpenFile {
     }
 
     override func release(_ machine: Machine) {
+        if case .gem(let object) = exporter {
+            if object.exported === self { object.exported = nil }
+            object.put(machine)
+        }
         dropForeignMaps(machine.hypervisor)
         if case .gntdev(let exporter, _) = exporter { exporter.exportReleased(self, machine) }
     }

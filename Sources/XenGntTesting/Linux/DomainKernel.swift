@@ -28,6 +28,10 @@ final class DomainKernel {
     var dmaBufInodes: UInt = 0
     /// What oopsed this kernel, once it has.
     var oops: String?
+    /// The DRM devices' state (vgem, vkms, the DMA-scanout display), made on first open.
+    var drm: [DRMDriverKind: SimDRMDevice] = [:]
+    /// How its displays reach their vblanks.
+    var displayClock: SimulatedDisplayClock = .automatic
 
     init(domain: XenDomain, configuration: SimulatedKernel) {
         self.domain = domain

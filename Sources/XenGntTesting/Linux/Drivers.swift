@@ -47,6 +47,7 @@ struct DeviceRegistry {
     static let drivers: [any KernelDriver] = [
         XenSysfs(), NullDevice(), GntdevDevice(), GntallocDevice(), UdmabufDevice(), DmaHeapDevice(),
         EvtchnDevice(), XenbusDevice(),
+        DRMDriver(kind: .vgem), DRMDriver(kind: .vkms), DRMDriver(kind: .dmaScanout),
     ]
 
     private(set) var drivers: [any KernelDriver] = []
@@ -91,7 +92,10 @@ struct XenSysfs: KernelDriver {
     func attributes(of kernel: DomainKernel) -> [String: String] {
         // Arm guests are HVM domains to Linux (xen_domain_type).
         let type = kernel.domain.type == .arm ? "HVM" : kernel.domain.type.rawValue
-        return [Paths.hypervisorType: "xen\n", Paths.guestType: type + "\n"]
+        // xenfs's /proc/xen/capabilities: "control_d" in Dom0, empty elsewhere (what XenGntDRM
+        // reads to tell a PV DomU from a PV Dom0; lab `drm-vgem-share-pv`).
+        return [Paths.hypervisorType: "xen\n", Paths.guestType: type + "\n",
+                "/proc/xen/capabilities": kernel.domain.id == 0 ? "control_d\n" : ""]
     }
 }
 

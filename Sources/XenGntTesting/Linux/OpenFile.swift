@@ -10,6 +10,9 @@ enum IoctlOutcome {
     case done(Int32)
     /// `IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED` on a live buffer: wait (without the lock).
     case waitForRelease(DmaBufFile, milliseconds: UInt32)
+    /// A blocking DRM call (a commit behind a pending one, `WAIT_VBLANK`): wait (without the
+    /// lock) until it can finish.
+    case block(BlockedCall)
 }
 
 /// What a driver's `read` gives.
@@ -144,6 +147,10 @@ class OpenFile {
     func llseek(offset: Int64, whence: Int32) throws(Errno) -> Int64 {
         throw .illegalSeek
     }
+
+    /// Called under the lock before `poll` is read for a wait: a driver whose readiness depends
+    /// on time (a display's vblank) may move it on.
+    func willPoll(_ machine: Machine) {}
 
     /// `poll`; none: ready for reading and writing at once (`DEFAULT_POLLMASK`).
     var poll: PollAnswer { .ready(Int16(POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM)) }

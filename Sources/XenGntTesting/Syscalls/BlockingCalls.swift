@@ -96,6 +96,7 @@ extension XenSimulation {
                 case .host:
                     plan.host.append((index, pollfd(fd: entry.fd, events: entry.events, revents: 0)))
                 case .file(let file):
+                    if !file.isHostBacked { file.willPoll(context.machine) }
                     switch file.isHostBacked ? .host(events: -1) : file.poll {
                     case .ready(let mask):
                         plan.immediate.append((index, mask & (entry.events | alwaysReported)))

@@ -39,6 +39,8 @@ struct ProcessSystemCalls: SystemCalls {
             return result
         case .waitForRelease(let buffer, let milliseconds):
             return try simulation.waitForRelease(buffer, milliseconds: milliseconds)
+        case .block(let call):
+            return try simulation.waitBlocked(call)
         }
     }
 
@@ -126,6 +128,18 @@ extension XenSimulation {
             if let fault = machine.takeFault(call(context), domain: context.domain.id) { throw fault }
             return UncheckedBox(try body(context))
         }.value
+    }
+
+    /// Polls `call` under the lock until it is ready, then finishes it there.
+    func waitBlocked(_ call: BlockedCall) throws(Errno) -> Int32 {
+        let token = UncheckedBox(call)
+        while true {
+            let result = try machine.withLock { (machine) throws(Errno) -> Int32? in
+                token.value.isReady(machine) ? try token.value.finish(machine) : nil
+            }
+            if let result { return result }
+            HostCalls.sleep(microseconds: 200)
+        }
     }
 
     /// Lab `export-balloon` (and -wc, -coherent): ETIMEDOUT after the timeout while any
