@@ -195,8 +195,8 @@ extension GrantDevice {
             if code == .tooManyPages {
                 return XenGntError(code, .importDmaBuf, call: Call.impToRefs, errno: errno, count: pages, limit: limit)
             }
-            if let bytes = try? retryingOnInterrupt({ () throws(Errno) in try handle.calls.lseek(fd, offset: 0, whence: SEEK_END) }),
-               bytes != Int64(pages) * Int64(xenPageSize) {
+            let sizeOfBuffer = { () throws(Errno) in try self.handle.calls.lseek(fd, offset: 0, whence: SEEK_END) }
+            if let bytes = try? retryingOnInterrupt(sizeOfBuffer), bytes != Int64(pages) * Int64(xenPageSize) {
                 return XenGntError(.pageCountMismatch, .importDmaBuf, call: Call.impToRefs, errno: errno, count: pages, length: Int(bytes))
             }
             return XenGntError(.notADmaBuf, .importDmaBuf, call: Call.impToRefs, errno: errno)
