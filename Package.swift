@@ -212,8 +212,10 @@ if Context.environment["XENGNT_BENCHMARKS"] != nil {
             dependencies: [
                 "XenGnt",
                 "XenGntTesting",
+                "XenDisplayBackend",
                 "CXenGnt",
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/XenGntBenchmarks",
             swiftSettings: strict,
