@@ -108,9 +108,14 @@ public struct DisplayRequest: Hashable, Sendable {
 
     /// Decodes a 64-byte slot (shorter input is zero-padded, longer input is cut).
     public init(decoding bytes: UnsafeRawBufferPointer) {
-        var slot = [UInt8](repeating: 0, count: DisplayProtocol.slotSize)
-        slot.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(DisplayProtocol.slotSize))) }
-        self = slot.withUnsafeBytes { Self.decodeSlot($0) }
+        if bytes.count >= DisplayProtocol.slotSize {
+            self = Self.decodeSlot(UnsafeRawBufferPointer(rebasing: bytes.prefix(DisplayProtocol.slotSize)))
+            return
+        }
+        // Short input: zero-padded on the stack, no allocation.
+        var slot: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &slot) { $0.copyMemory(from: bytes) }
+        self = withUnsafeBytes(of: slot) { Self.decodeSlot($0) }
     }
 
     /// Decodes a 64-byte slot given as bytes.
