@@ -92,8 +92,11 @@ public enum PageDirectory {
 
     /// The buffer's `pageCount` refs, read from the chain starting at `start`.
     ///
-    /// - Parameter page: returns a copy of the directory page `ref` (4096 bytes), or throws (a
-    ///   ref the frontend did not grant).
+    /// - Parameters:
+    ///   - start: the first directory page's ref (`gref_directory` of `DBUF_CREATE`).
+    ///   - pageCount: the buffer's pages, so the refs to read.
+    ///   - page: returns a copy of the directory page `ref` (4096 bytes), or throws (a ref the
+    ///     frontend did not grant).
     /// - Returns: the buffer's refs, and the directory pages visited, in order.
     public static func readRefs(
         start: UInt32, pageCount: Int,
@@ -122,8 +125,11 @@ public enum PageDirectory {
     /// Writes `refs` (the backend's grants of its own buffer) into the `gref[]` slots of the
     /// frontend's chain, leaving the links the frontend wrote.
     ///
-    /// - Parameter page: writes `refs` into directory page `ref` from slot 0 on (mapped
-    ///   writable) and returns its `gref_dir_next_page`, read once.
+    /// - Parameters:
+    ///   - refs: the backend's grants, in buffer order.
+    ///   - start: the first directory page's ref.
+    ///   - page: writes `refs` into directory page `ref` from slot 0 on (mapped writable) and
+    ///     returns its `gref_dir_next_page`, read once.
     /// - Returns: the directory pages visited, in order.
     @discardableResult
     public static func writeRefs(

@@ -131,7 +131,7 @@ extension DRMDevice {
     /// Creates a dumb buffer of `width × height` pixels of `bitsPerPixel` bits (32 for XR24).
     ///
     /// - Throws: ``XenGnt/XenGntError/Code/renderNode`` on a render node (`EACCES`);
-    ///   ``XenGnt/XenGntError/Code/invalidArgument`` for a zero or overflowing size, before the
+    ///   `XenGntError.Code.invalidArgument` for a zero or overflowing size, before the
     ///   kernel is asked.
     ///
     /// The corresponding ioctl is `DRM_IOCTL_MODE_CREATE_DUMB`.
@@ -150,7 +150,7 @@ extension DRMDevice {
                           pitch: Int(argument.pitch), byteCount: Int(argument.size))
     }
 
-    /// Exports a dumb buffer as a dma-buf, for ``XenGnt/GrantDevice/importDmaBuf(_:to:pageCount:)``
+    /// Exports a dumb buffer as a dma-buf, for `GrantDevice.importDmaBuf(_:to:pageCount:)`
     /// or another device. The dma-buf keeps the buffer alive after the dumb buffer is destroyed.
     ///
     /// The corresponding ioctl is `DRM_IOCTL_PRIME_HANDLE_TO_FD`.

@@ -48,8 +48,8 @@ extension DRMDevice {
     /// Imports the dma-buf behind `fileDescriptor`, which stays the caller's: the handle does
     /// not own the buffer, and closing the descriptor later does not close the handle.
     ///
-    /// - Throws: ``XenGnt/XenGntError/Code/notADmaBuf`` when the descriptor is not a dma-buf
-    ///   (`EINVAL`), ``XenGnt/XenGntError/Code/badFileDescriptor`` when it is not open.
+    /// - Throws: `XenGntError.Code.notADmaBuf` when the descriptor is not a dma-buf
+    ///   (`EINVAL`), `XenGntError.Code.badFileDescriptor` when it is not open.
     ///
     /// The corresponding ioctl is `DRM_IOCTL_PRIME_FD_TO_HANDLE`.
     public func importPrime(_ fileDescriptor: FileDescriptor, byteCount: Int? = nil) throws(XenGntError) -> GEMHandle {
@@ -84,7 +84,7 @@ extension DRMDevice {
     }
 
     /// Exports the buffer behind `handle` as a dma-buf (readable and writable, close-on-exec),
-    /// for another device or for ``XenGnt/GrantDevice/importDmaBuf(_:to:pageCount:)``.
+    /// for another device or for `GrantDevice.importDmaBuf(_:to:pageCount:)`.
     ///
     /// The corresponding ioctl is `DRM_IOCTL_PRIME_HANDLE_TO_FD`.
     public func exportPrime(_ handle: borrowing GEMHandle) throws(XenGntError) -> DmaBuf {

@@ -117,7 +117,7 @@ extension DRMDevice {
     /// was master before).
     ///
     /// - Throws: ``XenGnt/XenGntError/Code/masterHeld`` while another descriptor is master
-    ///   (`EBUSY`); ``XenGnt/XenGntError/Code/permissionDenied`` without the right to
+    ///   (`EBUSY`); `XenGntError.Code.permissionDenied` without the right to
     ///   (`EACCES`: not root).
     ///
     /// The corresponding ioctl is `DRM_IOCTL_SET_MASTER`.

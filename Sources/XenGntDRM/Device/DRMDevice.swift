@@ -32,8 +32,8 @@ public final class DRMDevice: Sendable {
 
     /// Opens the DRM node at `path`.
     ///
-    /// - Throws: ``XenGnt/XenGntError/Code/deviceMissing`` when the node does not exist,
-    ///   ``XenGnt/XenGntError/Code/permissionDenied`` when it may not be opened.
+    /// - Throws: `XenGntError.Code.deviceMissing` when the node does not exist,
+    ///   `XenGntError.Code.permissionDenied` when it may not be opened.
     ///
     /// The corresponding C function is `open`, followed by the ioctl `DRM_IOCTL_VERSION`.
     public init(path: String, on system: XenSystem = .kernel) throws(XenGntError) {

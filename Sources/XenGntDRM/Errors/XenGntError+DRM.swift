@@ -1,22 +1,22 @@
 public import XenGnt
 
 extension XenGntError.Code {
-    /// No DRM device of the driver and node kind asked for: ``XenGnt/XenGntError/path`` (the
-    /// directory searched), ``XenGnt/XenGntError/detail`` (what was asked for, what was found).
+    /// No DRM device of the driver and node kind asked for: `XenGntError.path` (the
+    /// directory searched), `XenGntError.detail` (what was asked for, what was found).
     public static var drmDeviceNotFound: Self {
         Self("drmDeviceNotFound") { e in
             "no DRM device matches in \(e.path ?? "/dev/dri") (\(e.detail ?? "nothing found")); load the driver (vkms, vgem: CONFIG_DRM_VKMS, CONFIG_DRM_VGEM) or open the node by path."
         }
     }
     /// A KMS, dumb-buffer or client-capability call on a render node (`renderD128`), which the
-    /// kernel answers with `EACCES` (`drm_ioctl_permit`): ``XenGnt/XenGntError/path``.
+    /// kernel answers with `EACCES` (`drm_ioctl_permit`): `XenGntError.path`.
     public static var renderNode: Self {
         Self("renderNode") { e in
             "\(e.path ?? "this device") is a render node, which allows only rendering and PRIME ioctls (the kernel answers EACCES); open the primary node (/dev/dri/cardN) for dumb buffers, framebuffers and mode setting."
         }
     }
     /// A KMS call (framebuffers, resources, capabilities, mode setting) on a driver without
-    /// modesetting, such as vgem (`EOPNOTSUPP`): ``XenGnt/XenGntError/detail`` (the driver).
+    /// modesetting, such as vgem (`EOPNOTSUPP`): `XenGntError.detail` (the driver).
     public static var noModesetting: Self {
         Self("noModesetting") { e in
             "the driver \(e.detail.map { "'\($0)' " } ?? "")has no modesetting (KMS), so it has no framebuffers, planes or CRTCs (the kernel answers EOPNOTSUPP); vgem is render-only: use a KMS driver (vkms, a display controller, xendrm-du) to put buffers on screen."
@@ -42,22 +42,22 @@ extension XenGntError.Code {
             "the driver \(e.detail.map { "'\($0)' " } ?? "")does not share buffers as dma-bufs in this direction (DRM_CAP_PRIME); use another device for \(e.operation)."
         }
     }
-    /// A pixel format the plane does not scan out: ``XenGnt/XenGntError/flags`` (the fourcc),
-    /// ``XenGnt/XenGntError/detail`` (the formats the plane takes).
+    /// A pixel format the plane does not scan out: `XenGntError.flags` (the fourcc),
+    /// `XenGntError.detail` (the formats the plane takes).
     public static var formatNotSupported: Self {
         Self("formatNotSupported") { e in
             "the plane does not take \(PixelFormat(rawValue: e.flags ?? 0)); it takes \(e.detail ?? "other formats"). Create the framebuffer in one of those (vkms's primary plane: XR24, XR48, RG16 — no AR24)."
         }
     }
-    /// A framebuffer pitch below width × bytes per pixel: ``XenGnt/XenGntError/length`` (the
-    /// pitch), ``XenGnt/XenGntError/limit`` (the smallest pitch).
+    /// A framebuffer pitch below width × bytes per pixel: `XenGntError.length` (the
+    /// pitch), `XenGntError.limit` (the smallest pitch).
     public static var pitchTooSmall: Self {
         Self("pitchTooSmall") { e in
             "a pitch of \(e.length ?? 0) bytes is smaller than one row of pixels (\(e.limit ?? 0) bytes); pass the buffer's real pitch (a dumb buffer's pitch, or the frontend's stride)."
         }
     }
-    /// A buffer too small for the framebuffer it should back: ``XenGnt/XenGntError/length``
-    /// (its bytes), ``XenGnt/XenGntError/limit`` (the bytes needed).
+    /// A buffer too small for the framebuffer it should back: `XenGntError.length`
+    /// (its bytes), `XenGntError.limit` (the bytes needed).
     public static var bufferTooSmall: Self {
         Self("bufferTooSmall") { e in
             "the buffer has \(e.length ?? 0) bytes but the framebuffer needs \(e.limit ?? 0) (offset + (height − 1) × pitch + one row); check width, height, pitch and offset against what the buffer's owner allocated."
@@ -65,14 +65,14 @@ extension XenGntError.Code {
     }
     /// A buffer the display cannot put on screen: a CPU-composing display (vkms) vmaps the
     /// framebuffer's buffer at the real commit, and gntdev exports and Linux 6.1 udmabufs have
-    /// no vmap. ``XenGnt/XenGntError/detail`` names the driver.
+    /// no vmap. `XenGntError.detail` names the driver.
     public static var displayCannotReadBuffer: Self {
         Self("displayCannotReadBuffer") { e in
             "the display \(e.detail.map { "'\($0)' " } ?? "")reads framebuffers with the CPU (vkms composes planes in software and vmaps each buffer when the commit prepares it), and this buffer cannot be vmapped: gntdev's dma-buf exporter (a frontend's buffer) has no vmap, nor has Linux 6.1's udmabuf. ADDFB2 and a TEST_ONLY commit accept it; the real commit does not. Show it on a display that scans out by DMA (a hardware display controller takes a gntdev export), copy the frame into a buffer of the display's own, or reverse the flow: allocate the buffer on the display and share it with the frontend (SharedDisplayBuffer). See Documentation/DisplayPath.md."
         }
     }
     /// No connected connector, CRTC or plane to show a framebuffer on, or a mode the connector
-    /// does not offer: ``XenGnt/XenGntError/detail``.
+    /// does not offer: `XenGntError.detail`.
     public static var noDisplay: Self {
         Self("noDisplay") { e in
             "\(e.detail ?? "there is no connected connector with a CRTC and a primary plane"); list the device's resources() to choose one."
@@ -91,7 +91,7 @@ extension XenGntError.Code {
         }
     }
     /// A capture target that is not exactly the mode's size in a format the writeback
-    /// connector writes: ``XenGnt/XenGntError/detail``.
+    /// connector writes: `XenGntError.detail`.
     public static var writebackTarget: Self {
         Self("writebackTarget") { e in
             "\(e.detail ?? "the capture framebuffer does not fit the writeback connector"); a capture framebuffer must be exactly the mode's size, in a format of the connector's WRITEBACK_PIXEL_FORMATS (XR24 on vkms)."
@@ -158,7 +158,7 @@ extension XenGntError.Operation {
 
 extension XenGntError.Code {
     /// CPU access to a vgem buffer in an x86 PV DomU, refused because it hangs:
-    /// ``XenGnt/XenGntError/detail`` names the driver.
+    /// `XenGntError.detail` names the driver.
     public static var cpuAccessHangs: Self {
         Self("cpuAccessHangs") { e in
             "in an x86 PV DomU the first CPU access through a mapping of a \(e.detail ?? "vgem") buffer never returns (vgem maps its buffers write-combined; measured on Xen 4.17 with Linux 6.1, where a PV Dom0 and a PVH DomU are not affected), so XenGntDRM does not map it. Sharing the buffer still works (PRIME export, IMP_TO_REFS, the peer maps and draws); to draw into it here, use a vkms dumb buffer or a system DMA-heap buffer (DmaBuf.allocate(fromHeap: \"system\", ...)) instead."

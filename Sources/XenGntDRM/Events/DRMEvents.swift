@@ -73,7 +73,7 @@ public struct DRMEvent: Sendable, Hashable {
 
 /// The events of a DRM device, as they arrive: read after a wait in `poll` through XenGnt's
 /// seam (its one poll reader), never by sleeping. Cancelling the consuming task ends the wait
-/// with ``XenGnt/XenGntError/Code/cancelled``.
+/// with `XenGntError.Code.cancelled`.
 ///
 /// The kernel gives each event to whoever reads the descriptor first: read a device's events
 /// from one place at a time. Events a ``Scanout`` read past while waiting for its flip are

@@ -99,7 +99,7 @@ public struct FrontendFramebuffer: ~Copyable, ScanoutFrame, Sendable {
     /// wait on before the frontend may reuse its refs.
     ///
     /// The corresponding ioctls are `DRM_IOCTL_MODE_RMFB`, `DRM_IOCTL_GEM_CLOSE`, then `dup3`
-    /// (see ``XenGnt/ExportedDmaBuf/release()``).
+    /// (see `ExportedDmaBuf.release()`).
     public consuming func release() throws(XenGntError) -> PendingRelease {
         try remove().release()
     }

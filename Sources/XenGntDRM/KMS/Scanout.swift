@@ -121,7 +121,7 @@ public struct Scanout<Frame: ScanoutFrame & ~Copyable>: ~Copyable {
     /// Other events read meanwhile stay for the device's ``DRMDevice/events()``.
     ///
     /// - Throws: ``XenGnt/XenGntError/Code/displayTimedOut`` after `timeout`;
-    ///   ``XenGnt/XenGntError/Code/cancelled`` when the task is cancelled.
+    ///   `XenGntError.Code.cancelled` when the task is cancelled.
     public mutating func waitForFlip(timeout: Duration? = .seconds(10)) async throws(XenGntError) -> Frame {
         guard incoming != nil else {
             throw XenGntError(.invalidArgument, .waitForFlip, path: path.device.path, detail: "no page flip is pending")
