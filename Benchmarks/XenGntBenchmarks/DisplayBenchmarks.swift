@@ -4,14 +4,33 @@
 // The frontend is XenGntTesting's scripted vdispl frontend on the simulated Xen (a PV Dom0
 // serving a PVH DomU, 640×480 XRGB8888 as in the lab); it creates its buffers, attaches the
 // framebuffers and sets the mode once, and its two PG_FLIP slots are recorded. Each iteration
-// then hands one slot to the server through an in-process ring, so what is measured is the
-// backend: with frontend buffers (be-alloc=0, Dom0 is PV) one 1.2 MB copy per flip into the
-// display buffer; with backend buffers (be-alloc=1) none.
+// then hands one decoded request to the server through a ring that keeps the last response and
+// event in place (as the shared ring's adapter writes them into the C structs), so what is
+// measured is the backend: with frontend buffers (be-alloc=0, Dom0 is PV) one 1.2 MB copy per
+// flip into the display buffer; with backend buffers (be-alloc=1) none.
 import Benchmark
 import Logging
 import XenDisplayBackend
 import XenGnt
 import XenGntTesting
+
+/// A ring holding one request and the last response, allocating nothing.
+struct ReplayRing: DisplayRequestRing {
+    var next: DisplayRequest?
+    var last: DisplayResponse?
+    mutating func nextRequest() throws(DisplayRefusal) -> DisplayRequest? { next.take() }
+    mutating func respond(_ response: DisplayResponse) throws(DisplayRefusal) { last = response }
+    mutating func publishResponses() -> Bool { last != nil }
+}
+
+/// Event pages keeping the last event, allocating nothing.
+struct ReplayEvents: DisplayEventPages {
+    var last: DisplayEvent?
+    mutating func post(_ event: DisplayEvent, connector: Int) throws(DisplayRefusal) -> Bool {
+        last = event
+        return true
+    }
+}
 
 /// One device's server and the flips to replay.
 final class FlipBench: @unchecked Sendable {
@@ -19,6 +38,9 @@ final class FlipBench: @unchecked Sendable {
     var ring = InProcessRing()
     var events = InProcessEventPages()
     var flips: [[UInt8]] = []
+    var decoded: [DisplayRequest] = []
+    var replay = ReplayRing()
+    var replayEvents = ReplayEvents()
     let xen: XenSimulation
 
     init(backendAllocates: Bool) async throws {
@@ -55,17 +77,13 @@ final class FlipBench: @unchecked Sendable {
         try await frontend.pageFlip(connector: 0, framebuffer: 12)
         try await frontend.pageFlip(connector: 0, framebuffer: 11)
         recording = false
-        ring.requests.reserveCapacity(4)
-        ring.responses.reserveCapacity(4)
-        events.posted.reserveCapacity(4)
+        decoded = flips.map { DisplayRequest(decoding: $0) }
     }
 
     /// Serves one recorded flip; returns the number of requests served (1).
     func flip(_ index: Int) throws -> Int {
-        ring.requests.append(flips[index & 1])
-        let pass = try server.serve(connector: 0, ring: &ring, events: &events)
-        ring.responses.removeAll(keepingCapacity: true)
-        events.posted.removeAll(keepingCapacity: true)
+        replay.next = decoded[index & 1]
+        let pass = try server.serve(connector: 0, ring: &replay, events: &replayEvents)
         return pass.requests
     }
 

@@ -15,13 +15,13 @@ extension Simulated {
             var responses: [[UInt8]] = []
             var published: [[UInt8]] = []
             var brokenAfter: Int?
-            mutating func nextRequest() throws(DisplayRefusal) -> [UInt8]? {
+            mutating func nextRequest() throws(DisplayRefusal) -> DisplayRequest? {
                 if let limit = brokenAfter, published.count + responses.count >= limit {
                     throw DisplayRefusal(.io, "req_prod 4000 ahead of req_cons 3 on a 63-slot ring")
                 }
-                return requests.isEmpty ? nil : requests.removeFirst()
+                return requests.isEmpty ? nil : DisplayRequest(decoding: requests.removeFirst())
             }
-            mutating func respond(_ slot: [UInt8]) throws(DisplayRefusal) { responses.append(slot) }
+            mutating func respond(_ response: DisplayResponse) throws(DisplayRefusal) { responses.append(response.encoded) }
             mutating func publishResponses() -> Bool {
                 published += responses
                 defer { responses = [] }
@@ -30,8 +30,8 @@ extension Simulated {
         }
         struct MemoryEvents: DisplayEventPages {
             var posted: [Int: [[UInt8]]] = [:]
-            mutating func post(_ slot: [UInt8], connector: Int) throws(DisplayRefusal) -> Bool {
-                posted[connector, default: []].append(slot)
+            mutating func post(_ event: DisplayEvent, connector: Int) throws(DisplayRefusal) -> Bool {
+                posted[connector, default: []].append(event.encoded)
                 return true
             }
         }

@@ -83,11 +83,11 @@ final class ConnectorChannels: @unchecked Sendable {
 
     struct EventPages: DisplayEventPages {
         let channels: ConnectorChannels
-        mutating func post(_ slot: [UInt8], connector: Int) throws(DisplayRefusal) -> Bool {
+        mutating func post(_ event: DisplayEvent, connector: Int) throws(DisplayRefusal) -> Bool {
             guard channels.connectors.indices.contains(connector) else { return false }
-            var event = xendispl_evt()
-            withUnsafeMutableBytes(of: &event) { $0.copyBytes(from: slot.prefix(MemoryLayout<xendispl_evt>.size)) }
-            do { return try channels.connectors[connector].post(event) } catch {
+            var slot = xendispl_evt()
+            withUnsafeMutableBytes(of: &slot) { event.encode(into: $0) }
+            do { return try channels.connectors[connector].post(slot) } catch {
                 throw DisplayRefusal(.io, "event page \(connector): \(error)")
             }
         }
@@ -113,20 +113,20 @@ struct RingAdapter: DisplayRequestRing, ~Copyable {
     init(ring: consuming BackRing<xendispl_req, xendispl_resp>) { self.ring = consume ring }
     consuming func take() -> BackRing<xendispl_req, xendispl_resp> { ring.take()! }
 
-    mutating func nextRequest() throws(DisplayRefusal) -> [UInt8]? {
+    mutating func nextRequest() throws(DisplayRefusal) -> DisplayRequest? {
         do {
             while true {
-                if let request = try ring!.nextRequest() { return withUnsafeBytes(of: request) { Array($0) } }
+                if let request = try ring!.nextRequest() { return withUnsafeBytes(of: request) { DisplayRequest(decoding: $0) } }
                 guard try ring!.finalCheckForRequests() else { return nil }
             }
         } catch {
             throw DisplayRefusal(.io, "request ring: \(error)")
         }
     }
-    mutating func respond(_ slot: [UInt8]) throws(DisplayRefusal) {
-        var response = xendispl_resp()
-        withUnsafeMutableBytes(of: &response) { $0.copyBytes(from: slot.prefix(MemoryLayout<xendispl_resp>.size)) }
-        do { try ring!.respond(response) } catch { throw DisplayRefusal(.io, "request ring: \(error)") }
+    mutating func respond(_ response: DisplayResponse) throws(DisplayRefusal) {
+        var slot = xendispl_resp()
+        withUnsafeMutableBytes(of: &slot) { response.encode(into: $0) }
+        do { try ring!.respond(slot) } catch { throw DisplayRefusal(.io, "request ring: \(error)") }
     }
     mutating func publishResponses() -> Bool { ring!.publishResponses() }
 }

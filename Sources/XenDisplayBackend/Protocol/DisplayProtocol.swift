@@ -130,4 +130,13 @@ enum SlotBytes {
     static func store<T: FixedWidthInteger>(_ value: T, _ bytes: UnsafeMutableRawBufferPointer, _ offset: Int) {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
     }
+    /// Fills a zeroed 64-byte slot on the stack with `body`, then copies as much of it as
+    /// `destination` holds: no allocation, and no store past `destination`.
+    static func withSlot(into destination: UnsafeMutableRawBufferPointer, _ body: (UnsafeMutableRawBufferPointer) -> Void) {
+        var slot: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &slot) { s in
+            body(s)
+            destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(s).prefix(destination.count)))
+        }
+    }
 }

@@ -217,13 +217,19 @@ public struct DisplayResponse: Hashable, Sendable {
 
     public var encoded: [UInt8] {
         var slot = [UInt8](repeating: 0, count: DisplayProtocol.slotSize)
-        slot.withUnsafeMutableBytes { s in
+        slot.withUnsafeMutableBytes { encode(into: $0) }
+        return slot
+    }
+
+    /// Writes the slot into `destination` (a `struct xendispl_resp`), without allocating;
+    /// bytes past the fields are zeroed, bytes past `destination` are not written.
+    public func encode(into destination: UnsafeMutableRawBufferPointer) {
+        SlotBytes.withSlot(into: destination) { s in
             SlotBytes.store(id, s, 0)
             s[2] = operation.rawValue
             SlotBytes.store(status.rawValue, s, 4)
             SlotBytes.store(edidSize, s, 8)
         }
-        return slot
     }
 
     public init(decoding bytes: [UInt8]) {
@@ -253,12 +259,18 @@ public struct DisplayEvent: Hashable, Sendable {
 
     public var encoded: [UInt8] {
         var slot = [UInt8](repeating: 0, count: DisplayProtocol.slotSize)
-        slot.withUnsafeMutableBytes { s in
+        slot.withUnsafeMutableBytes { encode(into: $0) }
+        return slot
+    }
+
+    /// Writes the slot into `destination` (a `struct xendispl_evt`), without allocating;
+    /// bytes past the fields are zeroed, bytes past `destination` are not written.
+    public func encode(into destination: UnsafeMutableRawBufferPointer) {
+        SlotBytes.withSlot(into: destination) { s in
             SlotBytes.store(id, s, 0)
             s[2] = type
             SlotBytes.store(framebufferCookie, s, 8)
         }
-        return slot
     }
 
     public init(decoding bytes: [UInt8]) {

@@ -1,22 +1,56 @@
 public import Logging
 
-/// A connector's request ring as the server sees it: slots in, slots out. The adapter over
-/// XenGntBackend's `BackRing` copies each request out of shared memory once.
+/// A connector's request ring as the server sees it: requests in, responses out. The adapter
+/// over XenGntBackend's `BackRing` copies each request out of shared memory once and decodes
+/// that copy; nothing on this path allocates.
 public protocol DisplayRequestRing: ~Copyable {
-    /// The next request slot, or nil when the ring is empty. Throws when the frontend broke the
-    /// ring (its indices out of range): the connection must end.
-    mutating func nextRequest() throws(DisplayRefusal) -> [UInt8]?
-    /// Queues a response slot.
-    mutating func respond(_ slot: [UInt8]) throws(DisplayRefusal)
+    /// The next request, or nil when the ring is empty. Throws when the frontend broke the ring
+    /// (its indices out of range): the connection must end.
+    mutating func nextRequest() throws(DisplayRefusal) -> DisplayRequest?
+    /// Queues a response.
+    mutating func respond(_ response: DisplayResponse) throws(DisplayRefusal)
     /// Publishes the queued responses; whether the frontend must be notified.
     mutating func publishResponses() -> Bool
 }
 
-/// The device's event pages, one per connector: `EVT_PG_FLIP` slots out.
+/// The device's event pages, one per connector: `EVT_PG_FLIP` events out.
 public protocol DisplayEventPages: ~Copyable {
-    /// Posts an event slot on `connector`'s page; whether the frontend must be notified.
+    /// Posts `event` on `connector`'s page; whether the frontend must be notified.
     /// Throws when the frontend broke the page (a consumer index out of range).
-    mutating func post(_ slot: [UInt8], connector: Int) throws(DisplayRefusal) -> Bool
+    mutating func post(_ event: DisplayEvent, connector: Int) throws(DisplayRefusal) -> Bool
+}
+
+/// A set of connector indices (a device has at most ``FrontendConfiguration/maxConnectors``),
+/// kept in one word so that serving a flip allocates nothing.
+public struct ConnectorSet: Sequence, Hashable, Sendable, ExpressibleByArrayLiteral {
+    private var bits: UInt64 = 0
+
+    public init() {}
+    public init(arrayLiteral elements: Int...) {
+        for element in elements { insert(element) }
+    }
+
+    /// Adds `connector`; an index outside 0..<64 (never a valid connector) is ignored.
+    public mutating func insert(_ connector: Int) {
+        guard (0..<64).contains(connector) else { return }
+        bits |= 1 << UInt64(connector)
+    }
+    public func contains(_ connector: Int) -> Bool {
+        (0..<64).contains(connector) && bits & (1 << UInt64(connector)) != 0
+    }
+    public var isEmpty: Bool { bits == 0 }
+    public var count: Int { bits.nonzeroBitCount }
+
+    public func makeIterator() -> Iterator { Iterator(bits: bits) }
+    public struct Iterator: IteratorProtocol {
+        var bits: UInt64
+        public mutating func next() -> Int? {
+            guard bits != 0 else { return nil }
+            let index = bits.trailingZeroBitCount
+            bits &= bits - 1
+            return index
+        }
+    }
 }
 
 /// Serves one vdispl device over its rings: decodes each request, answers it through its
@@ -47,7 +81,7 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
         /// Notify the frontend on the request channel.
         public var notifyRequests = false
         /// Notify the frontend on `connector`'s event channel.
-        public var notifyEvents: Set<Int> = []
+        public var notifyEvents = ConnectorSet()
     }
 
     /// Answers every request pending on `connector`'s ring; events go to `events`.
@@ -55,8 +89,7 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
         connector: Int, ring: inout Ring, events: inout Events
     ) throws(DisplayRefusal) -> Pass {
         var pass = Pass()
-        while let slot = try ring.nextRequest() {
-            let request = DisplayRequest(decoding: slot)
+        while let request = try ring.nextRequest() {
             let response: DisplayResponse
             var outcome = DisplaySession.Outcome.none
             do throws(DisplayRefusal) {
@@ -67,7 +100,7 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
                 counters.update(key) { $0.errors += 1 }
                 logger.notice("\(key): \(request.operation) on connector \(connector) refused: \(error)")
             }
-            try ring.respond(response.encoded)
+            try ring.respond(response)
             pass.requests += 1
             counters.update(key) { $0.requests += 1 }
             if case .flipEvent(let c, let event) = outcome, try post(event, connector: c, events: &events) {
@@ -92,7 +125,7 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
     }
 
     private mutating func post<Events: DisplayEventPages & ~Copyable>(_ event: DisplayEvent, connector: Int, events: inout Events) throws(DisplayRefusal) -> Bool {
-        let notify = try events.post(event.encoded, connector: connector)
+        let notify = try events.post(event, connector: connector)
         counters.update(key) { $0.flipEvents += 1 }
         return notify
     }

@@ -7,10 +7,10 @@ public struct InProcessRing: DisplayRequestRing, Sendable {
 
     public init() {}
 
-    public mutating func nextRequest() throws(DisplayRefusal) -> [UInt8]? {
-        requests.isEmpty ? nil : requests.removeFirst()
+    public mutating func nextRequest() throws(DisplayRefusal) -> DisplayRequest? {
+        requests.isEmpty ? nil : DisplayRequest(decoding: requests.removeFirst())
     }
-    public mutating func respond(_ slot: [UInt8]) throws(DisplayRefusal) { pending.append(slot) }
+    public mutating func respond(_ response: DisplayResponse) throws(DisplayRefusal) { pending.append(response.encoded) }
     public mutating func publishResponses() -> Bool {
         guard !pending.isEmpty else { return false }
         responses += pending
@@ -23,8 +23,8 @@ public struct InProcessRing: DisplayRequestRing, Sendable {
 public struct InProcessEventPages: DisplayEventPages, Sendable {
     public var posted: [(connector: Int, slot: [UInt8])] = []
     public init() {}
-    public mutating func post(_ slot: [UInt8], connector: Int) throws(DisplayRefusal) -> Bool {
-        posted.append((connector, slot))
+    public mutating func post(_ event: DisplayEvent, connector: Int) throws(DisplayRefusal) -> Bool {
+        posted.append((connector, event.encoded))
         return true
     }
 }
