@@ -5,10 +5,11 @@ public import Logging
 /// swift-argument-parser.
 public struct DisplayBackendOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("drm-device"),
-            help: "The KMS device whose CRTCs show frontends' connectors.")
-    public var drmDevice: String = "/dev/dri/card0"
+            help: ArgumentHelp("The KMS device whose CRTCs show frontends' connectors: a path (/dev/dri/card1), a driver name (vkms), or auto (the first device with a connected display; none: headless).",
+                               valueName: "path|driver|auto"))
+    public var drmDevice: String = "auto"
 
-    @Flag(name: .customLong("headless"),
+    @Flag(name: [.customLong("no-kms"), .customLong("headless")],
           help: "Use no KMS device: every connector goes to the headless sink.")
     public var headless = false
 
@@ -66,7 +67,7 @@ public struct DisplayBackendOptions: ParsableArguments, Sendable {
         guard pngEvery >= 0 else { throw ValidationError("--png-every must be 0 or more") }
         guard (1...4096).contains(maxBufferMiB) else { throw ValidationError("--max-buffer-mib must be 1…4096") }
         if headless, !crtcAssignments.isEmpty {
-            throw ValidationError("--crtc needs a KMS device; it cannot be used with --headless")
+            throw ValidationError("--crtc needs a KMS device; it cannot be used with --no-kms")
         }
         let crtcs = crtcAssignments.map(\.crtc)
         guard Set(crtcs).count == crtcs.count else { throw ValidationError("a CRTC is assigned twice") }

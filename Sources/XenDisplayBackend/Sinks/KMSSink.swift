@@ -1,0 +1,86 @@
+public import Logging
+public import XenGnt
+
+/// One frontend device's sink when the backend has a KMS display: each connector assigned to a
+/// CRTC (`--crtc`) goes to the ``KMSDisplay``, every other connector to the headless sink.
+///
+/// A display failure for a connector (a mode set or flip refused, a flip event that never
+/// comes) blanks its CRTC and sends that connector to the headless sink from then on: logged
+/// once, counted (``FrontendCounters/kmsFallbacks``, ``FrontendCounters/errors``); the frame
+/// is still shown, so the frontend's flip completes and the other frontends are not disturbed.
+public struct KMSSink: DisplaySink {
+    /// A connector shown on a CRTC, at the connector's resolution.
+    public struct Route: Hashable, Sendable {
+        public let crtc: Int
+        public let width: Int
+        public let height: Int
+        public init(crtc: Int, width: Int, height: Int) {
+            self.crtc = crtc
+            self.width = width
+            self.height = height
+        }
+    }
+
+    public let display: KMSDisplay
+    /// Connector index → its CRTC.
+    public let routes: [Int: Route]
+    public var headless: HeadlessSink
+    let counters: DisplayCounters
+    let logger: Logger
+    /// Connectors that fell back to the headless sink.
+    public private(set) var fallenBack: Set<Int> = []
+    /// Whether a connector's frames reached the screen (for the one log line per mode set).
+    private var onScreen: Set<Int> = []
+
+    public init(display: KMSDisplay, routes: [Int: Route], headless: HeadlessSink, counters: DisplayCounters, logger: Logger) {
+        self.display = display
+        self.routes = routes
+        self.headless = headless
+        self.counters = counters
+        self.logger = logger
+    }
+
+    /// An export reaches the screen only on a display that scans it out, and only for a
+    /// frontend every one of whose connectors is on a CRTC (the headless sink reads memory).
+    /// The display backend does not scan out exports yet: frames are copied into the CRTC's
+    /// buffers, so this stays false and the buffer path is the copy path.
+    public var takesExports: Bool { false }
+
+    public mutating func present(_ frame: FrameView, for key: FrontendKey, connector: Int) throws(XenGntError) {
+        if let route = routes[connector], !fallenBack.contains(connector) {
+            do throws(XenGntError) {
+                try display.present(frame, crtc: route.crtc, width: route.width, height: route.height)
+                counters.update(key) { $0.framesScannedOut += 1 }
+                if onScreen.insert(connector).inserted {
+                    logger.info("\(key): connector \(connector) on CRTC \(route.crtc) of \(display.device.path) (\(display.device.driver.name)), \(route.width)x\(route.height)")
+                }
+                return
+            } catch {
+                fallenBack.insert(connector)
+                counters.update(key) { $0.kmsFallbacks += 1; $0.errors += 1 }
+                logger.warning("\(key): connector \(connector) falls back to the headless sink: CRTC \(route.crtc) failed: \(error)")
+            }
+        }
+        try headless.present(frame, for: key, connector: connector)
+    }
+
+    public mutating func blank(_ key: FrontendKey, connector: Int) {
+        guard let route = routes[connector], !fallenBack.contains(connector) else { return }
+        display.blank(crtc: route.crtc)
+        onScreen.remove(connector)
+    }
+
+    /// The routes of `configuration`'s connectors for frontend `domain` (id and name) and
+    /// `device`, from `--crtc` assignments.
+    public static func routes(for configuration: FrontendConfiguration, domain: UInt16, name: String?, device: Int,
+                              assignments: [CrtcAssignment]) -> [Int: Route] {
+        var routes: [Int: Route] = [:]
+        for connector in configuration.connectors {
+            guard let assignment = assignments.first(where: {
+                $0.matches(domainID: domain, name: name, device: device, connector: connector.index)
+            }) else { continue }
+            routes[connector.index] = Route(crtc: assignment.crtc, width: connector.width, height: connector.height)
+        }
+        return routes
+    }
+}
