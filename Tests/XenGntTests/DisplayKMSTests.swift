@@ -195,6 +195,32 @@ extension Simulated {
             }
         }
 
+        @Test func theWritebackCheckSeesWhatIsOnScreen() async throws {
+            let world = try World()
+            try await world.addDisplay(world.domU)
+            try await withEngine(world, ["--drm-device", "vkms", "--crtc", "0=3:0:0", "--writeback-check", "0.01"]) { engine in
+                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: false)
+                try await Self.prepare(frontend)
+                func waitUntilSeen(_ entry: String) async throws {
+                    let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+                    while !engine.kms.writebackSeen.contains(entry), ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                }
+                #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
+                try await waitUntilSeen("0 smpte")
+                #expect(engine.kms.writebackSeen == ["0 smpte"], "only the bars were ever on screen")
+                #expect(try await frontend.pageFlip(connector: 0, framebuffer: 12).status == 0)
+                try await waitUntilSeen("0 plain")
+                #expect(engine.kms.writebackSeen == ["0 smpte", "0 plain"])
+                #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
+                #expect(frontend.flipsCompleted[0] == [11, 12, 11] && frontend.eventsDropped == 0)
+                try await Self.finish(frontend, connection)
+            }
+            let census = world.xen.census()
+            #expect(census.gemObjects == 0 && census.framebuffers == 0, "\(census)")
+        }
+
         @Test func noKMSMeansHeadless() async throws {
             let world = try World()
             try await withEngine(world, ["--no-kms"]) { engine in

@@ -18,6 +18,10 @@ public struct DisplayBackendOptions: ParsableArguments, Sendable {
                                valueName: "crtc=domain:device:connector"))
     public var crtcAssignments: [CrtcAssignment] = []
 
+    @Option(name: .customLong("writeback-check"),
+            help: "Every this many seconds, read each CRTC back through writeback and log which of modetest's frames it shows (0: never).")
+    public var writebackCheckSeconds: Double = 0
+
     @Option(name: .customLong("png-dir"), help: "Where the headless sink writes PNG files (none: no files).")
     public var pngDirectory: String?
 
@@ -64,6 +68,7 @@ public struct DisplayBackendOptions: ParsableArguments, Sendable {
         guard Logger.Level(rawValue: logLevelName) != nil else {
             throw ValidationError("--log-level \(logLevelName): not one of trace, debug, info, notice, warning, error, critical")
         }
+        guard writebackCheckSeconds >= 0 else { throw ValidationError("--writeback-check must be 0 or more seconds") }
         guard pngEvery >= 0 else { throw ValidationError("--png-every must be 0 or more") }
         guard (1...4096).contains(maxBufferMiB) else { throw ValidationError("--max-buffer-mib must be 1…4096") }
         if headless, !crtcAssignments.isEmpty {

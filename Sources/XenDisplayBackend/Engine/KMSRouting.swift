@@ -1,6 +1,7 @@
 public import Logging
 import Synchronization
 public import XenGnt
+import XenGntDRM
 
 /// The daemon's KMS display and which frontend connector each of its CRTCs shows: the
 /// `--crtc` assignments, or without any, CRTC 0 for connector 0 of the first frontend that
@@ -11,6 +12,9 @@ public final class KMSRouting: Sendable {
         var assignments: [CrtcAssignment] = []
         /// Frontends holding CRTCs (the automatic assignment only).
         var claims: [FrontendKey: Int] = [:]
+        /// "CRTC pattern" for each of modetest's frames a writeback capture found on screen.
+        var writebackSeen: Set<String> = []
+        var captures = 0
     }
     private let state = Mutex(State())
 
@@ -65,6 +69,48 @@ public final class KMSRouting: Sendable {
     /// The frontend device is gone: an automatic claim ends.
     public func unclaim(_ key: FrontendKey) {
         state.withLock { _ = $0.claims.removeValue(forKey: key) }
+    }
+
+    /// Which of modetest's frames the writeback checks found on which CRTC ("0 smpte").
+    public var writebackSeen: Set<String> { state.withLock { $0.writebackSeen } }
+    /// Writeback captures made by the checks.
+    public var writebackCaptures: Int { state.withLock { $0.captures } }
+
+    /// `--writeback-check`: until cancelled, every `interval` reads each assigned CRTC that is
+    /// on back through the display's writeback connector (vkms has one) and logs, once per CRTC
+    /// and frame, when it shows one of modetest's two frames: what is on screen, not what the
+    /// backend meant to put there. A capture waits for the flip in progress and costs two
+    /// mode sets on vkms (the CRTC moves to the writeback connector and back).
+    public func checkWriteback(every interval: Duration, logger: Logger) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            guard let display else { return }
+            for crtc in display.outputs.keys.sorted() where display.mode(crtc: crtc) != nil {
+                let shot: Screenshot
+                do throws(XenGntError) { shot = try await display.captureScreen(crtc: crtc) } catch {
+                    if error.code != .noDisplay { logger.warning("writeback check of CRTC \(crtc): \(error)") }
+                    continue
+                }
+                let pattern = Self.classify(shot)
+                let new = state.withLock { state -> Bool in
+                    state.captures += 1
+                    guard let pattern else { return false }
+                    return state.writebackSeen.insert("\(crtc) \(pattern.rawValue)").inserted
+                }
+                if new, let pattern {
+                    logger.info("CRTC \(crtc) writeback shows modetest's \(pattern.rawValue) frame (\(shot.width)x\(shot.height))")
+                }
+            }
+        }
+    }
+
+    /// Which of modetest's frames a capture shows, if any.
+    static func classify(_ shot: Screenshot) -> TestPattern? {
+        let bytes = shot.pixels.withUnsafeBytes { Array($0) }
+        return bytes.withUnsafeBytes { raw in
+            FrameView(bytes: raw, width: shot.width, height: shot.height, pitch: shot.width * 4, format: .xrgb8888)
+                .flatMap { TestPattern.classify($0) }
+        }
     }
 
     /// At shutdown: every CRTC off, its buffers released.

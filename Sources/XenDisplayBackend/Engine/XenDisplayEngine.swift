@@ -29,6 +29,10 @@ public final class XenDisplayEngine: DisplayBackendEngine {
         logger.info("display backend serving vdispl devices (backend domain \(guest.rawValue), buffer path \(options.bufferPath.rawValue))")
         kms.open(options: options, system: system, logger: logger)
         defer { kms.close() }
+        let checker = options.writebackCheckSeconds > 0 && kms.display != nil
+            ? Task { [kms, options] in await kms.checkWriteback(every: .milliseconds(Int(options.writebackCheckSeconds * 1000)), logger: logger) }
+            : nil
+        defer { checker?.cancel() }
         if let ready = options.readyFile { try TextFile.write("ready\n", to: ready) }
         try await backend.run(
             observe: { event in logger.debug("\(event)") },
