@@ -39,7 +39,8 @@ final class DemoEngine: DisplayBackendEngine {
         defer { kms.close() }
         if let display = kms.display {
             let routes = kms.claim(key: key, name: "demo", configuration: config)
-            try await run(KMSSink(display: display, routes: routes, headless: headless, counters: counters, logger: logger),
+            try await run(KMSSink(display: display, routes: routes, headless: headless, counters: counters, logger: logger,
+                                  connectorCount: config.connectors.count),
                           config: config, key: key, dom0: dom0, domU: domU, width: width, height: height, logger: logger)
         } else {
             try await run(headless, config: config, key: key, dom0: dom0, domU: domU, width: width, height: height, logger: logger)

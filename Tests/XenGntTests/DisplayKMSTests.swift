@@ -21,8 +21,10 @@ extension Simulated {
             let other: SimulatedDomain
             let directory: String
 
-            init() throws {
-                dom0 = try xen.addDomain(0, type: .pv)
+            init(backend: GuestType = .pv) throws {
+                var kernel = SimulatedKernel()
+                kernel.devices.insert(.dmaScanout)
+                dom0 = try xen.addDomain(0, type: backend, kernel: kernel)
                 domU = try xen.addDomain(3, type: .pvh)
                 other = try xen.addDomain(4, type: .pvh)
                 var template = Array("/tmp/xengnt-display-kms-XXXXXX".utf8CString)
@@ -219,6 +221,45 @@ extension Simulated {
             }
             let census = world.xen.census()
             #expect(census.gemObjects == 0 && census.framebuffers == 0, "\(census)")
+        }
+
+        /// A PVH backend domain can export the frontend's pages: the DMA-scanout display scans
+        /// them out (zero copy), vkms refuses them at the first real commit and the device is
+        /// copied from then on, on the same CRTC.
+        @Test(arguments: ["xengnt-dma-scanout", "vkms"])
+        func anExportIsScannedOutOrRefusedAndCopied(driver: String) async throws {
+            let world = try World(backend: .pvh)
+            try await world.addDisplay(world.domU)
+            let zeroCopy = driver != "vkms"
+            try await withEngine(world, ["--drm-device", driver, "--crtc", "0=3:0:0"]) { engine in
+                let display = try #require(engine.kms.display)
+                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: false)
+                try await Self.prepare(frontend)
+                #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
+                #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(Self.bars))
+                #expect(try await frontend.pageFlip(connector: 0, framebuffer: 12).status == 0)
+                #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(Self.fill))
+                // Drawing into the buffer on screen: scanned out, the screen shows it at once;
+                // copied, only at the next flip.
+                try frontend.draw(2, Self.red)
+                #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(zeroCopy ? Self.red : Self.fill))
+                #expect(try await frontend.pageFlip(connector: 0, framebuffer: 12).status == 0)
+                #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(Self.red))
+                #expect(frontend.flipsCompleted[0] == [11, 12, 12] && frontend.eventsDropped == 0)
+
+                let c = try #require(engine.counters.snapshot()[FrontendKey(domain: 3, device: 0)])
+                #expect(c.framesShown == 3 && c.framesScannedOut == 3 && c.kmsFallbacks == 0 && c.errors == 0)
+                #expect(c.path == (zeroCopy ? .exported : .copied))
+                #expect(c.bytesCopied == (zeroCopy ? 0 : 3 * 64 * 48 * 4))
+                if zeroCopy {
+                    let dom0 = try #require(world.xen.census()[world.dom0.id])
+                    #expect(dom0.exports == 2, "both buffers exported: \(dom0)")
+                }
+                try await Self.finish(frontend, connection)
+                #expect(display.mode(crtc: 0) == nil)
+            }
+            let census = world.xen.census()
+            #expect(census.gemObjects == 0 && census.framebuffers == 0 && census.exports == 0 && census.grantMaps == 0, "\(census)")
         }
 
         @Test func noKMSMeansHeadless() async throws {

@@ -87,7 +87,8 @@ public final class XenDisplayEngine: DisplayBackendEngine {
         if let display = kms.display {
             let claimed = kms.claim(key: key, name: name, configuration: config)
             defer { kms.unclaim(key) }
-            let sink = KMSSink(display: display, routes: claimed, headless: headless, counters: counters, logger: logger)
+            let sink = KMSSink(display: display, routes: claimed, headless: headless, counters: counters, logger: logger,
+                               connectorCount: config.connectors.count)
             try await serve(device, key: key, config: config, connectors: connectors, sink: sink, gntdev: gntdev, guest: guest, logger: logger)
         } else {
             try await serve(device, key: key, config: config, connectors: connectors, sink: headless, gntdev: gntdev, guest: guest, logger: logger)

@@ -20,13 +20,15 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     public let counters: DisplayCounters
     public var sink: Sink
     /// Export or copy, for frontend-allocated buffers.
-    public private(set) var pathPolicy: BufferPathPolicy
+    public internal(set) var pathPolicy: BufferPathPolicy
     let system: XenSystem
     let logger: Logger
 
     final class Buffer {
         let layout: DisplayBufferLayout
         var frontendPages: GrantMapping?
+        /// The frontend's refs (for an export at `FB_ATTACH`).
+        var refs: [UInt32] = []
         var local: DmaBufImport?
         var localMapping: DmaBufMapping?
         /// The pixels: the frontend's mapped pages or the local buffer's mapping, whichever
@@ -39,6 +41,8 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         let buffer: UInt64
         let width: Int, height: Int
         let format: DisplayPixelFormat
+        /// Whether the sink holds it as an export of the frontend's pages.
+        var exported = false
     }
     var buffers: [UInt64: Buffer] = [:]
     var framebuffers: [UInt64: Framebuffer] = [:]
@@ -127,14 +131,17 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         } catch {
             throw Self.refusal(error, "buffer \(cookie) of \(refs.count) pages")
         }
+        buffer.refs = refs
         buffers[cookie] = buffer
         counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
-        // Exports reach only a KMS sink; every sink here reads memory, so the buffer is copied.
-        let reason = switch pathPolicy.decision {
-        case .copy(let reason): reason
-        case .export: "this sink reads frames with the CPU"
+        switch pathPolicy.decision {
+        case .copy(let reason):
+            choosePath(.copied, reason: "frontend buffers are mapped once and copied at each flip: " + reason)
+        case .export:
+            // Mapped as well: a display that refuses the export at its first real commit
+            // (vkms) is then fed by copying, without asking the frontend again.
+            choosePath(.exported, reason: "frontend buffers are exported and scanned out by the display (zero-copy)")
         }
-        choosePath(.copied, reason: "frontend buffers are mapped once and copied at each flip: " + reason)
     }
 
     public mutating func allocateBackendBuffer(_ cookie: UInt64, layout: DisplayBufferLayout) throws(DisplayRefusal) -> [UInt32] {

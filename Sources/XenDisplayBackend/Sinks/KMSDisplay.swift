@@ -64,10 +64,6 @@ public final class KMSDisplay: Sendable {
         }
     }
 
-    /// Whether this display scans out a buffer exported from a frontend's grants: not a display
-    /// that composes with the CPU (vkms vmaps each framebuffer at the real commit and refuses an
-    /// export there, although `TEST_ONLY` passes it).
-    public var scansOutExports: Bool { device.driver.name != "vkms" }
 
     /// Shows `frame` on CRTC `crtc` at `width`×`height` (the connector's resolution): a mode
     /// set the first time, a page flip after, and waits for the frame to be on screen.
@@ -84,6 +80,32 @@ public final class KMSDisplay: Sendable {
             output.turnOff()
             throw error
         }
+    }
+
+    /// Shows `framebuffer` (a frontend's exported pages, which the caller keeps until they are
+    /// off screen) on CRTC `crtc` at `width`×`height`, and waits for it to be on screen. On
+    /// failure — ``XenGnt/XenGntError/Code/displayCannotReadBuffer`` where the display
+    /// composes with the CPU (vkms), found at the real commit — the CRTC is blanked.
+    public func present(framebuffer: FramebufferInfo, crtc: Int, width: Int, height: Int) throws(XenGntError) {
+        guard let output = outputs[crtc] else {
+            throw XenGntError(.noDisplay, .pageFlip, path: device.path, detail: "CRTC \(crtc) is not assigned")
+        }
+        output.acquire()
+        defer { output.release() }
+        do {
+            try output.present(framebuffer: framebuffer, width: width, height: height, on: device, timeout: flipTimeout)
+        } catch {
+            output.turnOff()
+            throw error
+        }
+    }
+
+    /// Whether CRTC `crtc` shows framebuffer `id`.
+    public func isShowing(_ id: UInt32, crtc: Int) -> Bool {
+        guard let output = outputs[crtc] else { return false }
+        output.acquire()
+        defer { output.release() }
+        return output.shownID == id
     }
 
     /// Takes CRTC `crtc` off screen and releases its buffers (framebuffers, then buffers).
@@ -127,122 +149,5 @@ public final class KMSDisplay: Sendable {
         do { result = .success(try await scanout.captureScreen()) } catch { result = .failure(error) }
         output.scanout = consume scanout
         return try result.get()
-    }
-}
-
-/// One frame of a CRTC: a dumb buffer of the mode's size, its CPU mapping and its framebuffer.
-struct KMSFrame: ~Copyable, ScanoutFrame {
-    var target: Framebuffer?
-    var mapping: DumbBufferMapping?
-    var buffer: DumbBuffer?
-    let info: FramebufferInfo
-    /// The mapped pixels (valid while `mapping` is).
-    let pixels: UnsafeMutableRawBufferPointer
-    let pitch: Int
-
-    init(device: DRMDevice, mode: DisplayMode) throws(XenGntError) {
-        let buffer = try device.createDumbBuffer(width: mode.width, height: mode.height, bitsPerPixel: 32)
-        let target = try device.addFramebuffer(buffer, format: .xrgb8888)
-        let mapping = try buffer.map()
-        pixels = UnsafeMutableRawBufferPointer(start: mapping.baseAddress, count: mapping.byteCount)
-        pixels.initializeMemory(as: UInt8.self, repeating: 0)
-        pitch = mapping.pitch
-        info = target.info
-        self.target = consume target
-        self.mapping = consume mapping
-        self.buffer = consume buffer
-    }
-
-    var framebuffer: FramebufferInfo { info }
-
-    /// Copies `frame` in (XRGB8888; rows and columns past the frame stay as they were).
-    func fill(from frame: FrameView) {
-        let width = min(frame.width, info.width), height = min(frame.height, info.height)
-        let target = pixels
-        do {
-            if frame.format == .xrgb8888 || frame.format == .argb8888 {
-                for y in 0..<height {
-                    let source = UnsafeRawBufferPointer(rebasing: frame.bytes[(frame.offset + y * frame.pitch)..<(frame.offset + y * frame.pitch + width * 4)])
-                    UnsafeMutableRawBufferPointer(rebasing: target[(y * pitch)..<(y * pitch + width * 4)]).copyMemory(from: source)
-                }
-                return
-            }
-            for y in 0..<height {
-                for x in 0..<width {
-                    let (r, g, b) = frame.rgb(x: x, y: y)
-                    target.storeBytes(of: UInt32(r) << 16 | UInt32(g) << 8 | UInt32(b), toByteOffset: y * pitch + x * 4, as: UInt32.self)
-                }
-            }
-        }
-    }
-
-    /// Off screen already: the framebuffer (`RMFB`), the mapping, then the buffer (GEM close).
-    consuming func release() {
-        if let target = target.take() { try? target.remove() }
-        if let mapping = mapping.take() { try? mapping.unmap() }
-        if let buffer = buffer.take() { try? buffer.destroy() }
-    }
-}
-
-/// A CRTC's state: its scanout and the frame not on screen. Used by one thread at a time
-/// (``acquire()``): the one frontend connector assigned to it, a capture, or shutdown.
-final class KMSOutput: @unchecked Sendable {
-    let index: Int
-    var scanout: Scanout<KMSFrame>?
-    var spare: KMSFrame?
-    private let busy = Mutex(false)
-
-    init(index: Int) { self.index = index }
-
-    func tryAcquire() -> Bool { busy.withLock { taken in if taken { return false }; taken = true; return true } }
-    func acquire() { while !tryAcquire() { usleep(500) } }
-    func release() { busy.withLock { $0 = false } }
-
-    func present(_ frame: FrameView, width: Int, height: Int, on device: DRMDevice, timeout: Duration) throws(XenGntError) {
-        if let mode = scanout?.mode, mode.width != width || mode.height != height { turnOff() }
-        guard var current = scanout.take() else {
-            try modeset(frame, width: width, height: height, on: device)
-            return
-        }
-        guard let next = spare.take() else {
-            scanout = consume current
-            throw XenGntError(.flipPending, .pageFlip, path: device.path)
-        }
-        next.fill(from: frame)
-        do {
-            try current.flip(to: next)
-            spare = try current.waitForFlipBlocking(timeout: timeout)
-        } catch {
-            scanout = consume current
-            throw error
-        }
-        scanout = consume current
-    }
-
-    /// The first frame: two buffers of the mode's size, the first shown by a mode set of a
-    /// connected connector this CRTC can drive.
-    private func modeset(_ frame: FrameView, width: Int, height: Int, on device: DRMDevice) throws(XenGntError) {
-        let resources = try device.resources()
-        let crtc = resources.crtcs[index]
-        guard let connector = resources.connectors.first(where: {
-            !$0.isWriteback && $0.status == .connected && resources.crtcs(for: $0).contains(crtc)
-        }) else {
-            throw XenGntError(.noDisplay, .setMode, path: device.path, detail: "no connected connector for CRTC \(index)")
-        }
-        let mode = connector.modes.first { $0.width == width && $0.height == height } ?? DisplayMode(width: width, height: height)
-        let first = try KMSFrame(device: device, mode: mode)
-        let second = try KMSFrame(device: device, mode: mode)
-        first.fill(from: frame)
-        scanout = try Scanout(on: device, showing: first, connector: connector, mode: mode)
-        spare = consume second
-    }
-
-    /// Off screen, then the framebuffers and buffers released.
-    func turnOff() {
-        if let scanout = scanout.take() {
-            let shown = try? scanout.turnOff()
-            shown?.release()
-        }
-        if let spare = spare.take() { spare.release() }
     }
 }

@@ -1,5 +1,6 @@
 public import Logging
 public import XenGnt
+import XenGntDRM
 
 /// One frontend device's sink when the backend has a KMS display: each connector assigned to a
 /// CRTC (`--crtc`) goes to the ``KMSDisplay``, every other connector to the headless sink.
@@ -31,20 +32,66 @@ public struct KMSSink: DisplaySink {
     public private(set) var fallenBack: Set<Int> = []
     /// Whether a connector's frames reached the screen (for the one log line per mode set).
     private var onScreen: Set<Int> = []
+    /// The frontend device's connectors (an export needs every one of them on a CRTC).
+    let connectorCount: Int
+    /// Frontend framebuffers exported for scan-out, by cookie.
+    private var exports: [UInt64: Exported] = [:]
 
-    public init(display: KMSDisplay, routes: [Int: Route], headless: HeadlessSink, counters: DisplayCounters, logger: Logger) {
+    final class Exported: @unchecked Sendable {
+        var frame: FrontendFramebuffer?
+        let info: FramebufferInfo
+        init(_ frame: consuming FrontendFramebuffer) {
+            info = frame.framebuffer
+            self.frame = consume frame
+        }
+    }
+
+    /// A sink for a frontend device with `connectorCount` connectors (default: those routed).
+    public init(display: KMSDisplay, routes: [Int: Route], headless: HeadlessSink, counters: DisplayCounters, logger: Logger,
+                connectorCount: Int? = nil) {
         self.display = display
         self.routes = routes
+        self.connectorCount = connectorCount ?? routes.count
         self.headless = headless
         self.counters = counters
         self.logger = logger
     }
 
-    /// An export reaches the screen only on a display that scans it out, and only for a
-    /// frontend every one of whose connectors is on a CRTC (the headless sink reads memory).
-    /// The display backend does not scan out exports yet: frames are copied into the CRTC's
-    /// buffers, so this stays false and the buffer path is the copy path.
-    public var takesExports: Bool { false }
+    /// Whether to try exports: every connector of the device is on a CRTC (the headless sink
+    /// reads memory) and none has fallen back. Whether the display really scans an export out
+    /// shows only at the real commit (vkms passes `TEST_ONLY` and refuses it then):
+    /// ``presentExport(_:for:connector:)`` throws, and the resources copy from then on.
+    public var takesExports: Bool { !routes.isEmpty && routes.count == connectorCount && fallenBack.isEmpty }
+
+    public mutating func attachExport(_ cookie: UInt64, refs: [GrantRef], from domain: DomainID, through gntdev: GrantDevice,
+                                      layout: ExportLayout) throws(XenGntError) {
+        let frame = try FrontendFramebuffer(
+            refs: refs, from: domain, through: gntdev, on: display.device,
+            layout: FramebufferLayout(width: layout.width, height: layout.height, format: PixelFormat(rawValue: layout.format.rawValue),
+                                      pitch: layout.pitch, offset: layout.offset))
+        exports[cookie] = Exported(frame)
+    }
+
+    public mutating func presentExport(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError) {
+        guard let route = routes[connector], let exported = exports[cookie] else {
+            throw XenGntError(.displayCannotReadBuffer, .pageFlip, path: display.device.path, detail: "framebuffer \(cookie) is not exported to a CRTC")
+        }
+        try display.present(framebuffer: exported.info, crtc: route.crtc, width: route.width, height: route.height)
+        counters.update(key) { $0.framesScannedOut += 1 }
+        if onScreen.insert(connector).inserted {
+            logger.info("\(key): connector \(connector) on CRTC \(route.crtc) of \(display.device.path) (\(display.device.driver.name)), \(route.width)x\(route.height), scanning out the frontend's pages")
+        }
+    }
+
+    public mutating func releaseExport(_ cookie: UInt64, for key: FrontendKey) {
+        guard let exported = exports.removeValue(forKey: cookie) else { return }
+        for (connector, route) in routes where display.isShowing(exported.info.id, crtc: route.crtc) {
+            display.blank(crtc: route.crtc)
+            onScreen.remove(connector)
+        }
+        // Off screen: RMFB, GEM close, the export released (nothing else uses it now).
+        if let frame = exported.frame.take() { _ = try? frame.release() }
+    }
 
     public mutating func present(_ frame: FrameView, for key: FrontendKey, connector: Int) throws(XenGntError) {
         if let route = routes[connector], !fallenBack.contains(connector) {
