@@ -113,10 +113,11 @@ extension Simulated {
                 #expect(try await frontend.pageFlip(connector: 0, framebuffer: 12).status == 0)
                 #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(Self.fill))
 
-                // The frontend draws into the buffer on screen: the screen keeps the frame it
-                // was flipped to until the next flip.
+                // The frontend draws into the buffer on screen. Copied, the screen keeps the
+                // frame it was flipped to until the next flip; with be-alloc=1 the buffer is a
+                // dumb buffer of vkms that the CRTC scans out, so the drawing is on screen at once.
                 try frontend.draw(2, Self.red)
-                #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(Self.fill))
+                #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(backendAllocates ? Self.red : Self.fill))
                 #expect(try await frontend.pageFlip(connector: 0, framebuffer: 12).status == 0)
                 #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(Self.red))
                 #expect(frontend.flipsCompleted[0] == [11, 12, 12])
@@ -126,6 +127,13 @@ extension Simulated {
                 let c = try #require(engine.counters.snapshot()[key])
                 #expect(c.pageFlips == 3 && c.flipEvents == 3 && c.framesShown == 3 && c.framesScannedOut == 3)
                 #expect(c.kmsFallbacks == 0 && c.errors == 0)
+                #expect(c.path == (backendAllocates ? .backendAllocated : .copied))
+                #expect(c.bytesCopied == (backendAllocates ? 0 : 3 * 64 * 48 * 4))
+                if backendAllocates {
+                    // Two dumb buffers of vkms shared with the frontend, nothing else.
+                    let dom0 = try #require(world.xen.census()[world.dom0.id])
+                    #expect(dom0.gemObjects == 2 && dom0.framebuffers == 2, "\(dom0)")
+                }
                 #expect(!world.exists("dom3-vdispl0-conn0-000000.png"), "a connector on a CRTC writes no PNG files")
 
                 // FB_DETACH of the framebuffer on screen blanks the connector: off screen, RMFB, GEM close.

@@ -63,6 +63,17 @@ extension GrantDisplayResources {
             }
         }
         let imageBytes = rowBytes * (framebuffer.height - 1) + framebuffer.width * (framebuffer.format.bytesPerPixel ?? 4)
+        if buffer.sinkShared, framebuffer.format == .xrgb8888, framebuffer.width == layout.width {
+            do {
+                // Zero-copy: the display scans out its own buffer, which the frontend drew into.
+                try sink.presentShared(framebuffer.buffer, for: key, connector: connector)
+                counters.update(key) { $0.framesShown += 1 }
+                noteShown(buffer.bytes, offset: layout.dataOffset, framebuffer, pitch: rowBytes, connector: connector)
+                return true
+            } catch {
+                // Shown below as any frame is (copied into the CRTC's buffer, or headless).
+            }
+        }
         if buffer.backendAllocated {
             // Zero-copy: the sink reads the backend's buffer, which the frontend drew into.
             try present(buffer.bytes, offset: layout.dataOffset, framebuffer, pitch: rowBytes, connector: connector)

@@ -35,8 +35,10 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         /// The pixels: the frontend's mapped pages or the local buffer's mapping, whichever
         /// this buffer owns (valid while it does).
         var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+        /// A buffer of the sink's own (a dumb buffer of the KMS device), which the sink releases.
+        var sinkShared = false
         init(layout: DisplayBufferLayout) { self.layout = layout }
-        var backendAllocated: Bool { local != nil }
+        var backendAllocated: Bool { local != nil || sinkShared }
     }
     struct Framebuffer {
         let buffer: UInt64
@@ -147,6 +149,21 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
 
     public mutating func allocateBackendBuffer(_ cookie: UInt64, layout: DisplayBufferLayout) throws(DisplayRefusal) -> [UInt32] {
         let buffer = Buffer(layout: layout)
+        if layout.bitsPerPixel == 32, layout.dataOffset == 0 {
+            do {
+                if let shared = try sink.allocateShared(cookie, pageCount: layout.pageCount, width: layout.width, pitch: layout.pitch,
+                                                        for: frontend, through: gntdev) {
+                    buffer.bytes = shared.bytes
+                    buffer.sinkShared = true
+                    buffers[cookie] = buffer
+                    counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
+                    choosePath(.backendAllocated, reason: "the frontend draws into the display's own buffers, which it scans out (zero-copy)")
+                    return shared.refs
+                }
+            } catch {
+                if !loggedPath { logger.notice("\(key): the display could not share a buffer (\(error)); backend buffers are local") }
+            }
+        }
         let refs: [UInt32]
         do {
             refs = try shareLocalBuffer(layout.pageCount, into: buffer)
@@ -199,6 +216,7 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     public mutating func releaseBuffer(_ cookie: UInt64) {
         guard let buffer = buffers.removeValue(forKey: cookie) else { return }
         buffer.bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+        if buffer.sinkShared { sink.releaseShared(cookie, for: key) }
         if let mapping = buffer.frontendPages.take() {
             do { try mapping.unmap() } catch { logger.warning("\(key): unmapping buffer \(cookie): \(error)") }
         }

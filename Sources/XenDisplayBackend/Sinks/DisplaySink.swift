@@ -22,6 +22,17 @@ public protocol DisplaySink {
     mutating func presentExport(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError)
     /// Releases exported framebuffer `cookie`, taking a connector that shows it off screen first.
     mutating func releaseExport(_ cookie: UInt64, for key: FrontendKey)
+
+    /// `be-alloc=1`: allocates buffer `cookie` as a buffer of the display itself, of exactly
+    /// `pageCount` pages and rows `pitch` bytes apart, granted to `domain`; returns its refs and
+    /// its mapped bytes, or `nil` when this sink has no such buffers.
+    mutating func allocateShared(_ cookie: UInt64, pageCount: Int, width: Int, pitch: Int, for domain: DomainID,
+                                 through gntdev: GrantDevice) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)?
+    /// Shows shared buffer `cookie` as it is (XRGB8888 from its start, its width) on `connector`.
+    mutating func presentShared(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError)
+    /// Releases shared buffer `cookie`: off screen, then its framebuffer, the frontend's access,
+    /// the buffer.
+    mutating func releaseShared(_ cookie: UInt64, for key: FrontendKey)
 }
 
 /// How a frontend's framebuffer lies in its pages (`FB_ATTACH` over `DBUF_CREATE`).
@@ -54,6 +65,17 @@ extension DisplaySink {
     }
 
     public mutating func releaseExport(_ cookie: UInt64, for key: FrontendKey) {}
+
+    public mutating func allocateShared(_ cookie: UInt64, pageCount: Int, width: Int, pitch: Int, for domain: DomainID,
+                                        through gntdev: GrantDevice) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)? {
+        nil
+    }
+
+    public mutating func presentShared(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError) {
+        throw XenGntError(.displayCannotReadBuffer, .pageFlip, detail: "this sink has no buffers of its own")
+    }
+
+    public mutating func releaseShared(_ cookie: UInt64, for key: FrontendKey) {}
 }
 
 extension HeadlessSink: DisplaySink {

@@ -29,13 +29,15 @@ public struct KMSSink: DisplaySink {
     let counters: DisplayCounters
     let logger: Logger
     /// Connectors that fell back to the headless sink.
-    public private(set) var fallenBack: Set<Int> = []
+    public internal(set) var fallenBack: Set<Int> = []
     /// Whether a connector's frames reached the screen (for the one log line per mode set).
     private var onScreen: Set<Int> = []
     /// The frontend device's connectors (an export needs every one of them on a CRTC).
     let connectorCount: Int
     /// Frontend framebuffers exported for scan-out, by cookie.
     private var exports: [UInt64: Exported] = [:]
+    /// `be-alloc=1` buffers that are dumb buffers of the display, by buffer cookie.
+    var sharedBuffers: [UInt64: Shared] = [:]
 
     final class Exported: @unchecked Sendable {
         var frame: FrontendFramebuffer?
@@ -78,17 +80,26 @@ public struct KMSSink: DisplaySink {
         }
         try display.present(framebuffer: exported.info, crtc: route.crtc, width: route.width, height: route.height)
         counters.update(key) { $0.framesScannedOut += 1 }
-        if onScreen.insert(connector).inserted {
-            logger.info("\(key): connector \(connector) on CRTC \(route.crtc) of \(display.device.path) (\(display.device.driver.name)), \(route.width)x\(route.height), scanning out the frontend's pages")
+        logOnScreen(key, connector: connector, route, how: "scanning out the frontend's pages")
+    }
+
+    /// One line per connector when its frames first reach the screen.
+    mutating func logOnScreen(_ key: FrontendKey, connector: Int, _ route: Route, how: String) {
+        guard onScreen.insert(connector).inserted else { return }
+        logger.info("\(key): connector \(connector) on CRTC \(route.crtc) of \(display.device.path) (\(display.device.driver.name)), \(route.width)x\(route.height), \(how)")
+    }
+
+    /// Takes every CRTC showing framebuffer `id` off screen.
+    mutating func blankWhereShown(_ id: UInt32) {
+        for (connector, route) in routes where display.isShowing(id, crtc: route.crtc) {
+            display.blank(crtc: route.crtc)
+            onScreen.remove(connector)
         }
     }
 
     public mutating func releaseExport(_ cookie: UInt64, for key: FrontendKey) {
         guard let exported = exports.removeValue(forKey: cookie) else { return }
-        for (connector, route) in routes where display.isShowing(exported.info.id, crtc: route.crtc) {
-            display.blank(crtc: route.crtc)
-            onScreen.remove(connector)
-        }
+        blankWhereShown(exported.info.id)
         // Off screen: RMFB, GEM close, the export released (nothing else uses it now).
         if let frame = exported.frame.take() { _ = try? frame.release() }
     }
@@ -98,9 +109,7 @@ public struct KMSSink: DisplaySink {
             do throws(XenGntError) {
                 try display.present(frame, crtc: route.crtc, width: route.width, height: route.height)
                 counters.update(key) { $0.framesScannedOut += 1 }
-                if onScreen.insert(connector).inserted {
-                    logger.info("\(key): connector \(connector) on CRTC \(route.crtc) of \(display.device.path) (\(display.device.driver.name)), \(route.width)x\(route.height)")
-                }
+                logOnScreen(key, connector: connector, route, how: "copied into its buffers")
                 return
             } catch {
                 fallenBack.insert(connector)
