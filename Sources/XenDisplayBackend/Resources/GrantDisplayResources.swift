@@ -8,10 +8,10 @@ public import XenGnt
 ///   each flip copies the frame into the connector's display buffer (the copy path, counted);
 ///   with a KMS sink that takes an export, the pages are exported at `FB_ATTACH` and scanned
 ///   out (XenGntDRM), still mapped for the copy a refusing display (vkms) falls back to.
-/// - **be-alloc=1** (`XENDISPL_DBUF_FLG_REQ_ALLOC`): a buffer of the backend's own (a udmabuf,
-///   else a system DMA-heap buffer) with exactly the frontend's layout, imported to refs for
-///   the frontend, which draws straight into it: the headless sink reads it where it is,
-///   zero-copy even in a PV backend domain; a KMS sink copies it into the CRTC's dumb buffer.
+/// - **be-alloc=1** (`XENDISPL_DBUF_FLG_REQ_ALLOC`): a buffer of the backend's own (a dumb
+///   buffer of the KMS sink's device, else a udmabuf, else a system DMA-heap buffer) with
+///   exactly the frontend's layout, imported to refs for the frontend, which draws straight
+///   into it: the sink reads it where it is, zero-copy even in a PV backend domain.
 ///
 /// Directory pages are mapped one at a time, copied once and unmapped at once.
 public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
