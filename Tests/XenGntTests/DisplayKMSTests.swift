@@ -277,13 +277,14 @@ extension Simulated {
             }
         }
 
-        @Test func aDisplayFailureSendsOnlyThatConnectorToTheHeadlessSink() async throws {
+        @Test(arguments: [false, true])
+        func aDisplayFailureSendsOnlyThatConnectorToTheHeadlessSink(backendAllocates: Bool) async throws {
             let world = try World()
-            try await world.addDisplay(world.domU)
+            try await world.addDisplay(world.domU, backendAllocates: backendAllocates)
             try await world.addDisplay(world.other)
             try await withEngine(world, ["--drm-device", "vkms", "--crtc", "0=3:0:0"]) { engine in
                 let display = try #require(engine.kms.display)
-                let (victim, first) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: false)
+                let (victim, first) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: backendAllocates)
                 let (bystander, second) = try await SimulatedDisplayFrontend.connect(domain: world.other, backendAllocates: false)
                 try await Self.prepare(victim)
                 try await Self.prepare(bystander)

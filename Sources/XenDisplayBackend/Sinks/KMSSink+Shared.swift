@@ -39,7 +39,7 @@ extension KMSSink {
     }
 
     public mutating func presentShared(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError) {
-        guard let route = routes[connector], let shared = sharedBuffers[cookie] else {
+        guard let route = routes[connector], !fallenBack.contains(connector), let shared = sharedBuffers[cookie] else {
             throw XenGntError(.displayCannotReadBuffer, .pageFlip, path: display.device.path, detail: "buffer \(cookie) is not the display's")
         }
         try display.present(framebuffer: shared.info, crtc: route.crtc, width: route.width, height: route.height)

@@ -75,7 +75,7 @@ public struct KMSSink: DisplaySink {
     }
 
     public mutating func presentExport(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError) {
-        guard let route = routes[connector], let exported = exports[cookie] else {
+        guard let route = routes[connector], !fallenBack.contains(connector), let exported = exports[cookie] else {
             throw XenGntError(.displayCannotReadBuffer, .pageFlip, path: display.device.path, detail: "framebuffer \(cookie) is not exported to a CRTC")
         }
         try display.present(framebuffer: exported.info, crtc: route.crtc, width: route.width, height: route.height)
