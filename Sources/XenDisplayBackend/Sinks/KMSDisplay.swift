@@ -130,7 +130,8 @@ public final class KMSDisplay: Sendable {
     }
 
     /// Reads what CRTC `crtc` shows through the device's writeback connector (vkms has one).
-    /// Frames presented meanwhile wait for the capture.
+    /// Frames presented meanwhile wait for the capture, which blocks its thread (about two
+    /// frames on vkms, whose capture moves the CRTC to the writeback connector and back).
     ///
     /// - Throws: ``XenGnt/XenGntError/Code/noDisplay`` while the CRTC is off; the errors of
     ///   XenGntDRM's `Scanout.captureScreen`.
@@ -142,11 +143,14 @@ public final class KMSDisplay: Sendable {
             do { try await Task.sleep(for: .milliseconds(1)) } catch { throw XenGntError(.cancelled, .capture) }
         }
         defer { output.release() }
+        // Blocking, with nothing awaited while the CRTC is held: a frontend's present, which
+        // waits for the CRTC on its own thread, cannot starve the capture of the thread it would
+        // resume on (a one-CPU Dom0 has one).
         guard var scanout = output.scanout.take() else {
             throw XenGntError(.noDisplay, .capture, path: device.path, detail: "CRTC \(crtc) is off")
         }
         let result: Result<Screenshot, XenGntError>
-        do { result = .success(try await scanout.captureScreen()) } catch { result = .failure(error) }
+        do { result = .success(try scanout.captureScreenBlocking(timeout: flipTimeout)) } catch { result = .failure(error) }
         output.scanout = consume scanout
         return try result.get()
     }
