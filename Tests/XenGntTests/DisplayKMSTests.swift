@@ -223,6 +223,10 @@ extension Simulated {
                 #expect(try await frontend.pageFlip(connector: 0, framebuffer: 12).status == 0)
                 try await waitUntilSeen("0 plain")
                 #expect(engine.kms.writebackSeen == ["0 smpte", "0 plain"])
+                // Both seen: no more captures.
+                let captures = engine.kms.writebackCaptures
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(engine.kms.writebackCaptures == captures)
                 #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
                 #expect(frontend.flipsCompleted[0] == [11, 12, 11] && frontend.eventsDropped == 0)
                 try await Self.finish(frontend, connection)
