@@ -142,6 +142,7 @@ let package = Package(
             dependencies: [
                 "XenGnt",
                 "XenGntBackend",
+                "XenGntDRM",
                 "CXenBackend",
                 "CPNG",
                 .product(name: "SystemPackage", package: "swift-system"),

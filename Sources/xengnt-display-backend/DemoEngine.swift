@@ -12,6 +12,7 @@ final class DemoEngine: DisplayBackendEngine {
     let counters = DisplayCounters()
     let options: DisplayBackendOptions
     let backendAllocates: Bool
+    let kms = KMSRouting()
     /// What `serve` leaves for `shutdown`, in order.
     private let state = Mutex<Teardown?>(nil)
 
@@ -31,7 +32,23 @@ final class DemoEngine: DisplayBackendEngine {
         let (width, height) = (640, 480)
         let config = FrontendConfiguration(backendAllocates: backendAllocates, connectors: [.init(index: 0, width: width, height: height, uniqueID: "demo")])
         let key = FrontendKey(domain: 1, device: 0)
-        let sink = try HeadlessSink(directory: options.pngDirectory ?? "/tmp", policy: options.pngPolicy)
+        let headless = try HeadlessSink(directory: options.pngDirectory ?? "/tmp", policy: options.pngPolicy)
+        // The simulated Dom0 has a vkms (unless --no-kms): the demo's connector is its CRTC 0,
+        // read back through writeback like the lab's display.
+        kms.open(options: options, system: dom0.system, logger: logger)
+        defer { kms.close() }
+        if let display = kms.display {
+            let routes = kms.claim(key: key, name: "demo", configuration: config)
+            try await run(KMSSink(display: display, routes: routes, headless: headless, counters: counters, logger: logger,
+                                  connectorCount: config.connectors.count),
+                          config: config, key: key, dom0: dom0, domU: domU, width: width, height: height, logger: logger)
+        } else {
+            try await run(headless, config: config, key: key, dom0: dom0, domU: domU, width: width, height: height, logger: logger)
+        }
+    }
+
+    func run<Sink: DisplaySink>(_ sink: Sink, config: FrontendConfiguration, key: FrontendKey, dom0: SimulatedDomain, domU: SimulatedDomain,
+                                width: Int, height: Int, logger: Logger) async throws {
         let resources = GrantDisplayResources(gntdev: try GrantDevice(on: dom0.system), frontend: domU.id, key: key, counters: counters,
                                               sink: sink, system: dom0.system, pathChoice: options.bufferPath, logger: logger)
         let box = ServerBox(DisplayDeviceServer(session: DisplaySession(configuration: config, limits: options.bufferLimits),
@@ -67,10 +84,10 @@ final class DemoEngine: DisplayBackendEngine {
 
     /// The server and its in-process channels, reached from the frontend's transport (one task:
     /// no concurrent use).
-    final class ServerBox: @unchecked Sendable {
-        var server: DisplayDeviceServer<GrantDisplayResources<HeadlessSink>>
+    final class ServerBox<Sink: DisplaySink>: @unchecked Sendable {
+        var server: DisplayDeviceServer<GrantDisplayResources<Sink>>
         var ring = InProcessRing()
         var events = InProcessEventPages()
-        init(_ server: DisplayDeviceServer<GrantDisplayResources<HeadlessSink>>) { self.server = server }
+        init(_ server: DisplayDeviceServer<GrantDisplayResources<Sink>>) { self.server = server }
     }
 }

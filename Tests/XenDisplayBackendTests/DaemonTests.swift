@@ -21,14 +21,16 @@ import XenDisplayBackend
         #expect(options.bufferLimits.maxPages == 4096)
         #expect(options.logLevel == .debug)
         let defaults = try DisplayBackendOptions.parse([])
-        #expect(defaults.drmDevice == "/dev/dri/card0")
+        #expect(defaults.drmDevice == "auto")
+        #expect(!defaults.headless)
+        #expect(try DisplayBackendOptions.parse(["--no-kms"]).headless)
         #expect(defaults.pngPolicy == .never)
         #expect(defaults.bufferPath == .auto)
     }
 
     @Test(arguments: [
         ["--crtc", "x=1"], ["--crtc", "0=1:a"], ["--crtc", "0="], ["--crtc", "0=1", "--crtc", "0=2"],
-        ["--crtc", "0=1", "--crtc", "1=1"], ["--headless", "--crtc", "0=1"], ["--png-every", "-1"],
+        ["--crtc", "0=1", "--crtc", "1=1"], ["--headless", "--crtc", "0=1"], ["--no-kms", "--crtc", "0=1"], ["--png-every", "-1"],
         ["--max-buffer-mib", "0"], ["--log-level", "loud"], ["--buffer-path", "zero"],
     ])
     func refusesBadOptions(_ arguments: [String]) {

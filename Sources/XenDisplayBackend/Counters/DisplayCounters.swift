@@ -48,6 +48,11 @@ public struct FrontendCounters: Hashable, Sendable {
     public var connects = 0
     /// How frames reach the display now.
     public var path: BufferPath = .none
+    /// Of the frames shown, those a KMS CRTC put on screen (its flip event arrived).
+    public var framesScannedOut = 0
+    /// Connectors that were to be shown on a KMS CRTC but fell back to the headless sink when
+    /// the display failed.
+    public var kmsFallbacks = 0
 
     public init() {}
 }
@@ -76,6 +81,7 @@ public final class DisplayCounters: Sendable {
             sum.framesCopied += c.framesCopied; sum.bytesCopied += c.bytesCopied
             sum.buffersCreated += c.buffersCreated; sum.buffersLive += c.buffersLive
             sum.connects += c.connects; sum.path = c.path
+            sum.framesScannedOut += c.framesScannedOut; sum.kmsFallbacks += c.kmsFallbacks
         }
     }
 
@@ -96,7 +102,8 @@ public final class DisplayCounters: Sendable {
             ("bytes_copied", "\(c.bytesCopied)"), ("page_flips", "\(c.pageFlips)"),
             ("flip_events", "\(c.flipEvents)"), ("requests", "\(c.requests)"), ("errors", "\(c.errors)"),
             ("buffers_created", "\(c.buffersCreated)"), ("buffers_live", "\(c.buffersLive)"),
-            ("connects", "\(c.connects)"),
+            ("connects", "\(c.connects)"), ("frames_scanned_out", "\(c.framesScannedOut)"),
+            ("kms_fallbacks", "\(c.kmsFallbacks)"),
         ]
         return pairs.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",")
     }

@@ -5,10 +5,11 @@ public import Logging
 /// swift-argument-parser.
 public struct DisplayBackendOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("drm-device"),
-            help: "The KMS device whose CRTCs show frontends' connectors.")
-    public var drmDevice: String = "/dev/dri/card0"
+            help: ArgumentHelp("The KMS device whose CRTCs show frontends' connectors: a path (/dev/dri/card1), a driver name (vkms), or auto (the first device with a connected display; none: headless).",
+                               valueName: "path|driver|auto"))
+    public var drmDevice: String = "auto"
 
-    @Flag(name: .customLong("headless"),
+    @Flag(name: [.customLong("no-kms"), .customLong("headless")],
           help: "Use no KMS device: every connector goes to the headless sink.")
     public var headless = false
 
@@ -16,6 +17,10 @@ public struct DisplayBackendOptions: ParsableArguments, Sendable {
             help: ArgumentHelp("Show a frontend's connector on a CRTC (repeatable); the other connectors go to the headless sink.",
                                valueName: "crtc=domain:device:connector"))
     public var crtcAssignments: [CrtcAssignment] = []
+
+    @Option(name: .customLong("writeback-check"),
+            help: "Every this many seconds, read each CRTC back through writeback and log which of modetest's frames it shows (0: never).")
+    public var writebackCheckSeconds: Double = 0
 
     @Option(name: .customLong("png-dir"), help: "Where the headless sink writes PNG files (none: no files).")
     public var pngDirectory: String?
@@ -63,10 +68,11 @@ public struct DisplayBackendOptions: ParsableArguments, Sendable {
         guard Logger.Level(rawValue: logLevelName) != nil else {
             throw ValidationError("--log-level \(logLevelName): not one of trace, debug, info, notice, warning, error, critical")
         }
+        guard writebackCheckSeconds >= 0 else { throw ValidationError("--writeback-check must be 0 or more seconds") }
         guard pngEvery >= 0 else { throw ValidationError("--png-every must be 0 or more") }
         guard (1...4096).contains(maxBufferMiB) else { throw ValidationError("--max-buffer-mib must be 1…4096") }
         if headless, !crtcAssignments.isEmpty {
-            throw ValidationError("--crtc needs a KMS device; it cannot be used with --headless")
+            throw ValidationError("--crtc needs a KMS device; it cannot be used with --no-kms")
         }
         let crtcs = crtcAssignments.map(\.crtc)
         guard Set(crtcs).count == crtcs.count else { throw ValidationError("a CRTC is assigned twice") }

@@ -13,6 +13,8 @@ public final class XenDisplayEngine: DisplayBackendEngine {
     public let counters = DisplayCounters()
     let options: DisplayBackendOptions
     let system: XenSystem
+    /// The KMS display and which frontend connector each CRTC shows.
+    public let kms = KMSRouting()
 
     public init(options: DisplayBackendOptions, system: XenSystem = .kernel) {
         self.options = options
@@ -25,6 +27,12 @@ public final class XenDisplayEngine: DisplayBackendEngine {
         let gntdev = try GrantDevice(on: system)
         let guest = XenCapabilities.probe(on: system).guestType ?? .pv
         logger.info("display backend serving vdispl devices (backend domain \(guest.rawValue), buffer path \(options.bufferPath.rawValue))")
+        kms.open(options: options, system: system, logger: logger)
+        defer { kms.close() }
+        let checker = options.writebackCheckSeconds > 0 && kms.display != nil
+            ? Task { [kms, options] in await kms.checkWriteback(every: .milliseconds(Int(options.writebackCheckSeconds * 1000)), logger: logger) }
+            : nil
+        defer { checker?.cancel() }
         if let ready = options.readyFile { try TextFile.write("ready\n", to: ready) }
         try await backend.run(
             observe: { event in logger.debug("\(event)") },
@@ -75,8 +83,21 @@ public final class XenDisplayEngine: DisplayBackendEngine {
                                events: EventPageWriter<xendispl_evt>(mapping: eventPage),
                                requestChannel: requestChannel, eventChannel: eventChannel)
         }
-        let sink = try HeadlessSink(directory: options.pngDirectory ?? "/tmp", policy: options.pngPolicy)
-        let resources = GrantDisplayResources(gntdev: gntdev, frontend: frontend, key: key, counters: counters, sink: sink,
+        let headless = try HeadlessSink(directory: options.pngDirectory ?? "/tmp", policy: options.pngPolicy)
+        if let display = kms.display {
+            let claimed = kms.claim(key: key, name: name, configuration: config)
+            defer { kms.unclaim(key) }
+            let sink = KMSSink(display: display, routes: claimed, headless: headless, counters: counters, logger: logger,
+                               connectorCount: config.connectors.count)
+            try await serve(device, key: key, config: config, connectors: connectors, sink: sink, gntdev: gntdev, guest: guest, logger: logger)
+        } else {
+            try await serve(device, key: key, config: config, connectors: connectors, sink: headless, gntdev: gntdev, guest: guest, logger: logger)
+        }
+    }
+
+    func serve<Sink: DisplaySink>(_ device: BackendDevice, key: FrontendKey, config: FrontendConfiguration, connectors: ConnectorChannels,
+                                  sink: Sink, gntdev: GrantDevice, guest: GuestType, logger: Logger) async throws {
+        let resources = GrantDisplayResources(gntdev: gntdev, frontend: device.frontendID, key: key, counters: counters, sink: sink,
                                               system: system, pathChoice: options.bufferPath, backendGuest: guest, logger: logger)
         var server = DisplayDeviceServer(session: DisplaySession(configuration: config, limits: options.bufferLimits),
                                          resources: resources, key: key, counters: counters, logger: logger)

@@ -1,11 +1,39 @@
+import XenGnt
+
 extension GrantDisplayResources {
     public mutating func attachFramebuffer(_ cookie: UInt64, buffer: UInt64, width: Int, height: Int, format: DisplayPixelFormat) throws(DisplayRefusal) {
-        guard buffers[buffer] != nil else { throw DisplayRefusal(.notFound, "buffer \(buffer)") }
-        framebuffers[cookie] = Framebuffer(buffer: buffer, width: width, height: height, format: format)
+        guard let owner = buffers[buffer] else { throw DisplayRefusal(.notFound, "buffer \(buffer)") }
+        var framebuffer = Framebuffer(buffer: buffer, width: width, height: height, format: format)
+        if pathPolicy.decision == .export, !owner.backendAllocated, !owner.refs.isEmpty {
+            let layout = ExportLayout(width: width, height: height, format: format, pitch: owner.layout.pitch, offset: owner.layout.dataOffset)
+            do {
+                try sink.attachExport(cookie, refs: owner.refs.map { GrantRef(rawValue: $0) }, from: frontend, through: gntdev, layout: layout)
+                framebuffer.exported = true
+            } catch {
+                try exportFailed(error)
+            }
+        }
+        framebuffers[cookie] = framebuffer
     }
 
     public mutating func releaseFramebuffer(_ cookie: UInt64) {
+        if framebuffers[cookie]?.exported == true { sink.releaseExport(cookie, for: key) }
         framebuffers[cookie] = nil
+    }
+
+    /// The display would not take an export: with `--buffer-path auto` every buffer of the
+    /// device is copied from now on (they are mapped already), logged once; with `export` the
+    /// refusal stands.
+    mutating func exportFailed(_ error: XenGntError) throws(DisplayRefusal) {
+        guard pathPolicy.exportRefused(error) != nil else {
+            throw DisplayRefusal(.io, "--buffer-path export, but the display refused the export: \(error)")
+        }
+        for (cookie, framebuffer) in framebuffers where framebuffer.exported {
+            sink.releaseExport(cookie, for: key)
+            framebuffers[cookie]?.exported = false
+        }
+        counters.update(key) { $0.path = .copied }
+        logger.notice("\(key): copied: the display refused an exported buffer (\(error.code)); frontend buffers are copied at each flip from now on")
     }
 
     public mutating func configure(connector: Int, framebuffer: UInt64?, width: Int, height: Int) throws(DisplayRefusal) {
@@ -23,7 +51,29 @@ extension GrantDisplayResources {
         }
         let layout = buffer.layout
         let rowBytes = layout.pitch
+        if framebuffer.exported, pathPolicy.decision == .export {
+            do {
+                // Zero-copy: the display scans out the frontend's pages.
+                try sink.presentExport(cookie, for: key, connector: connector)
+                counters.update(key) { $0.framesShown += 1 }
+                noteShown(buffer.bytes, offset: layout.dataOffset, framebuffer, pitch: rowBytes, connector: connector)
+                return true
+            } catch {
+                try exportFailed(error)
+            }
+        }
         let imageBytes = rowBytes * (framebuffer.height - 1) + framebuffer.width * (framebuffer.format.bytesPerPixel ?? 4)
+        if buffer.sinkShared, framebuffer.format == .xrgb8888, framebuffer.width == layout.width {
+            do {
+                // Zero-copy: the display scans out its own buffer, which the frontend drew into.
+                try sink.presentShared(framebuffer.buffer, for: key, connector: connector)
+                counters.update(key) { $0.framesShown += 1 }
+                noteShown(buffer.bytes, offset: layout.dataOffset, framebuffer, pitch: rowBytes, connector: connector)
+                return true
+            } catch {
+                // Shown below as any frame is (copied into the CRTC's buffer, or headless).
+            }
+        }
         if buffer.backendAllocated {
             // Zero-copy: the sink reads the backend's buffer, which the frontend drew into.
             try present(buffer.bytes, offset: layout.dataOffset, framebuffer, pitch: rowBytes, connector: connector)
@@ -54,7 +104,17 @@ extension GrantDisplayResources {
             throw DisplayRefusal(.io, "showing connector \(connector): \(error)")
         }
         counters.update(key) { $0.framesShown += 1 }
-        // One line the first time a connector shows one of modetest's frames (the lab's check).
+        noteShown(view, connector: connector)
+    }
+
+    private mutating func noteShown(_ bytes: UnsafeRawBufferPointer, offset: Int, _ framebuffer: Framebuffer, pitch: Int, connector: Int) {
+        guard let view = FrameView(bytes: bytes, offset: offset, width: framebuffer.width, height: framebuffer.height,
+                                   pitch: pitch, format: framebuffer.format) else { return }
+        noteShown(view, connector: connector)
+    }
+
+    /// One line the first time a connector shows one of modetest's frames (the lab's check).
+    private mutating func noteShown(_ view: FrameView, connector: Int) {
         if let pattern = TestPattern.classify(view), patternsSeen.insert("\(connector) \(pattern)").inserted {
             logger.info("\(key): connector \(connector) shows modetest's \(pattern.rawValue) frame")
         }

@@ -6,11 +6,12 @@ public import XenGnt
 ///
 /// - **be-alloc=0** (the frontend's pages): each buffer is mapped once at `DBUF_CREATE` and
 ///   each flip copies the frame into the connector's display buffer (the copy path, counted);
-///   with a KMS sink that takes an export, the pages are exported instead (XenGntDRM).
-/// - **be-alloc=1** (`XENDISPL_DBUF_FLG_REQ_ALLOC`): a buffer of the backend's own (a system
-///   DMA-heap buffer here; a DRM dumb buffer with XenGntDRM) with exactly the frontend's
-///   layout, imported to refs for the frontend, which draws straight into it: the sink reads it
-///   where it is, zero-copy even in a PV backend domain.
+///   with a KMS sink that takes an export, the pages are exported at `FB_ATTACH` and scanned
+///   out (XenGntDRM), still mapped for the copy a refusing display (vkms) falls back to.
+/// - **be-alloc=1** (`XENDISPL_DBUF_FLG_REQ_ALLOC`): a buffer of the backend's own (a dumb
+///   buffer of the KMS sink's device, else a udmabuf, else a system DMA-heap buffer) with
+///   exactly the frontend's layout, imported to refs for the frontend, which draws straight
+///   into it: the sink reads it where it is, zero-copy even in a PV backend domain.
 ///
 /// Directory pages are mapped one at a time, copied once and unmapped at once.
 public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
@@ -20,25 +21,31 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     public let counters: DisplayCounters
     public var sink: Sink
     /// Export or copy, for frontend-allocated buffers.
-    public private(set) var pathPolicy: BufferPathPolicy
+    public internal(set) var pathPolicy: BufferPathPolicy
     let system: XenSystem
     let logger: Logger
 
     final class Buffer {
         let layout: DisplayBufferLayout
         var frontendPages: GrantMapping?
+        /// The frontend's refs (for an export at `FB_ATTACH`).
+        var refs: [UInt32] = []
         var local: DmaBufImport?
         var localMapping: DmaBufMapping?
         /// The pixels: the frontend's mapped pages or the local buffer's mapping, whichever
         /// this buffer owns (valid while it does).
         var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+        /// A buffer of the sink's own (a dumb buffer of the KMS device), which the sink releases.
+        var sinkShared = false
         init(layout: DisplayBufferLayout) { self.layout = layout }
-        var backendAllocated: Bool { local != nil }
+        var backendAllocated: Bool { local != nil || sinkShared }
     }
     struct Framebuffer {
         let buffer: UInt64
         let width: Int, height: Int
         let format: DisplayPixelFormat
+        /// Whether the sink holds it as an export of the frontend's pages.
+        var exported = false
     }
     var buffers: [UInt64: Buffer] = [:]
     var framebuffers: [UInt64: Framebuffer] = [:]
@@ -127,18 +134,36 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         } catch {
             throw Self.refusal(error, "buffer \(cookie) of \(refs.count) pages")
         }
+        buffer.refs = refs
         buffers[cookie] = buffer
         counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
-        // Exports reach only a KMS sink; every sink here reads memory, so the buffer is copied.
-        let reason = switch pathPolicy.decision {
-        case .copy(let reason): reason
-        case .export: "this sink reads frames with the CPU"
+        switch pathPolicy.decision {
+        case .copy(let reason):
+            choosePath(.copied, reason: "frontend buffers are mapped once and copied at each flip: " + reason)
+        case .export:
+            // Mapped as well: a display that refuses the export at its first real commit
+            // (vkms) is then fed by copying, without asking the frontend again.
+            choosePath(.exported, reason: "frontend buffers are exported and scanned out by the display (zero-copy)")
         }
-        choosePath(.copied, reason: "frontend buffers are mapped once and copied at each flip: " + reason)
     }
 
     public mutating func allocateBackendBuffer(_ cookie: UInt64, layout: DisplayBufferLayout) throws(DisplayRefusal) -> [UInt32] {
         let buffer = Buffer(layout: layout)
+        if layout.bitsPerPixel == 32, layout.dataOffset == 0 {
+            do {
+                if let shared = try sink.allocateShared(cookie, pageCount: layout.pageCount, width: layout.width, pitch: layout.pitch,
+                                                        for: frontend, through: gntdev) {
+                    buffer.bytes = shared.bytes
+                    buffer.sinkShared = true
+                    buffers[cookie] = buffer
+                    counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
+                    choosePath(.backendAllocated, reason: "the frontend draws into the display's own buffers, which it scans out (zero-copy)")
+                    return shared.refs
+                }
+            } catch {
+                if !loggedPath { logger.notice("\(key): the display could not share a buffer (\(error)); backend buffers are local") }
+            }
+        }
         let refs: [UInt32]
         do {
             refs = try shareLocalBuffer(layout.pageCount, into: buffer)
@@ -191,6 +216,7 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     public mutating func releaseBuffer(_ cookie: UInt64) {
         guard let buffer = buffers.removeValue(forKey: cookie) else { return }
         buffer.bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+        if buffer.sinkShared { sink.releaseShared(cookie, for: key) }
         if let mapping = buffer.frontendPages.take() {
             do { try mapping.unmap() } catch { logger.warning("\(key): unmapping buffer \(cookie): \(error)") }
         }

@@ -125,7 +125,11 @@ public struct DisplaySession {
         case .framebufferDetach(let cookie):
             guard let framebuffer = framebuffers[cookie] else { throw DisplayRefusal(.notFound, "FB_DETACH of unknown framebuffer \(cookie)") }
             for index in connectors.indices {
-                if connectors[index].configured == cookie { connectors[index].configured = nil }
+                if connectors[index].configured == cookie {
+                    // The connector showing it goes blank (a KMS CRTC is taken off screen).
+                    connectors[index].configured = nil
+                    try? resources.configure(connector: index, framebuffer: nil, width: 0, height: 0)
+                }
                 if connectors[index].pendingFlip == cookie { connectors[index].pendingFlip = nil }
             }
             resources.releaseFramebuffer(cookie)

@@ -2,6 +2,10 @@ internal import CDRM
 import SystemPackage
 public import XenGnt
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A writeback connector of a scanout's CRTC and the property ids a capture sets.
 struct WritebackConnector: Sendable {
     let id: UInt32
@@ -68,6 +72,46 @@ extension Scanout where Frame: ~Copyable {
     /// The corresponding ioctls are `DRM_IOCTL_SET_CLIENT_CAP` (`ATOMIC`, then
     /// `WRITEBACK_CONNECTORS`) and `DRM_IOCTL_MODE_ATOMIC`, then `poll` of the fence.
     public mutating func capture(into target: borrowing Framebuffer, timeout: Duration = .seconds(10)) async throws(XenGntError) {
+        let (fd, exclusive) = try startCapture(into: target)
+        if fd >= 0 {
+            defer { try? path.device.file.calls.close(fd) }
+            let waiter = try ReadinessWaiter(calls: path.device.file.calls)
+            if try await waiter.waitUntilReadable(fd, timeout: timeout) == .timedOut {
+                throw XenGntError(.displayTimedOut, .capture, path: path.device.path, detail: "the writeback fence did not signal within \(timeout)")
+            }
+        }
+        if exclusive { try endCapture() }
+    }
+
+    /// Like ``capture(into:timeout:)``, but blocking the calling thread in `poll` on the fence:
+    /// for a caller that holds the display while it captures (a display sink between flips).
+    public mutating func captureBlocking(into target: borrowing Framebuffer, timeout: Duration = .seconds(10)) throws(XenGntError) {
+        let (fd, exclusive) = try startCapture(into: target)
+        if fd >= 0 {
+            defer { try? path.device.file.calls.close(fd) }
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let (seconds, attoseconds) = timeout.components
+            let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+            let ready: Int
+            do throws(Errno) {
+                ready = try withUnsafeMutablePointer(to: &entry) { (pointer) throws(Errno) -> Int in
+                    try retryingOnInterrupt { () throws(Errno) in
+                        try path.device.file.calls.poll(UnsafeMutableBufferPointer(start: pointer, count: 1), timeout: milliseconds)
+                    }
+                }
+            } catch {
+                throw XenGntError(.kernel, .capture, call: "poll", errno: error, path: path.device.path)
+            }
+            if ready == 0 {
+                throw XenGntError(.displayTimedOut, .capture, path: path.device.path, detail: "the writeback fence did not signal within \(timeout)")
+            }
+        }
+        if exclusive { try endCapture() }
+    }
+
+    /// The capture's commit: returns the fence's descriptor (-1: none) and whether the CRTC was
+    /// moved to the writeback connector (``endCapture()`` gives it back).
+    private mutating func startCapture(into target: borrowing Framebuffer) throws(XenGntError) -> (fence: Int32, exclusive: Bool) {
         let connector = try writebackConnector()
         let info = target.info
         guard info.device == ObjectIdentifier(path.device.file) else {
@@ -103,21 +147,16 @@ extension Scanout where Frame: ~Copyable {
         request.set(connector.id, connector.fenceProperty, UInt64(UInt(bitPattern: fence)))
         try path.commit(request, flags: connector.attached ? 0 : UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET), .capture)
         if !exclusive { writeback?.attached = true }
-        let fd = fence.pointee
-        if fd >= 0 {
-            defer { try? path.device.file.calls.close(fd) }
-            let waiter = try ReadinessWaiter(calls: path.device.file.calls)
-            if try await waiter.waitUntilReadable(fd, timeout: timeout) == .timedOut {
-                throw XenGntError(.displayTimedOut, .capture, path: path.device.path, detail: "the writeback fence did not signal within \(timeout)")
-            }
-        }
-        if exclusive {
-            // Give the CRTC back to the display's connector.
-            var restore = AtomicRequest()
-            restore.set(connector.id, connector.crtcProperty, 0)
-            restore.set(path.connector.id, properties.connectorCRTC, UInt64(crtc.id))
-            try path.commit(restore, flags: UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET), .capture)
-        }
+        return (fence.pointee, exclusive)
+    }
+
+    /// Gives the CRTC back to the display's connector after an exclusive capture.
+    private func endCapture() throws(XenGntError) {
+        guard let connector = writeback, let properties = path.properties else { return }
+        var restore = AtomicRequest()
+        restore.set(connector.id, connector.crtcProperty, 0)
+        restore.set(path.connector.id, properties.connectorCRTC, UInt64(crtc.id))
+        try path.commit(restore, flags: UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET), .capture)
     }
 
     /// Captures what the CRTC shows into a dumb buffer of the mode's size (XR24), and returns
@@ -130,6 +169,21 @@ extension Scanout where Frame: ~Copyable {
         let buffer = try device.createDumbBuffer(width: mode.width, height: mode.height, bitsPerPixel: 32)
         let target = try device.addFramebuffer(buffer, format: .xrgb8888)
         try await capture(into: target, timeout: timeout)
+        return try Self.screenshot(buffer, target, mode: mode)
+    }
+
+    /// Like ``captureScreen(timeout:)``, but blocking the calling thread on the fence
+    /// (``captureBlocking(into:timeout:)``).
+    public mutating func captureScreenBlocking(timeout: Duration = .seconds(10)) throws(XenGntError) -> Screenshot {
+        let device = path.device
+        let buffer = try device.createDumbBuffer(width: mode.width, height: mode.height, bitsPerPixel: 32)
+        let target = try device.addFramebuffer(buffer, format: .xrgb8888)
+        try captureBlocking(into: target, timeout: timeout)
+        return try Self.screenshot(buffer, target, mode: mode)
+    }
+
+    /// The pixels of a capture's buffer; the framebuffer and the buffer are released.
+    private static func screenshot(_ buffer: consuming DumbBuffer, _ target: consuming Framebuffer, mode: DisplayMode) throws(XenGntError) -> Screenshot {
         let mapping = try buffer.map()
         let width = mode.width, height = mode.height, pitch = buffer.pitch
         let pixels = mapping.withUnsafeBytes { raw -> [UInt32] in

@@ -133,6 +133,22 @@ public struct Scanout<Frame: ScanoutFrame & ~Copyable>: ~Copyable {
         return old
     }
 
+    /// Like ``waitForFlip(timeout:)``, but blocking the calling thread in `poll` until the
+    /// pending flip's event: for a synchronous caller that must not return before the frame is
+    /// on screen (a display sink's `present`). Waits at most `timeout`, about a frame normally.
+    ///
+    /// - Throws: ``XenGnt/XenGntError/Code/displayTimedOut`` after `timeout`.
+    public mutating func waitForFlipBlocking(timeout: Duration = .seconds(2)) throws(XenGntError) -> Frame {
+        guard incoming != nil else {
+            throw XenGntError(.invalidArgument, .waitForFlip, path: path.device.path, detail: "no page flip is pending")
+        }
+        let token = flipToken
+        try path.device.file.waitForEventBlocking(timeout: timeout, .waitForFlip) { $0.kind == .flipComplete && $0.userData == token }
+        let old = shown.take()!
+        shown = incoming.take()
+        return old
+    }
+
     /// Takes the CRTC off screen and hands back the frame last put on it (the one a pending
     /// flip brings, if any; the one it replaces is released, in order).
     ///

@@ -74,6 +74,37 @@ extension Simulated {
             try scanout.turnOff().remove()
         }
 
+        @Test func aBlockingWaitReturnsAtTheFlipsVblankAndTimesOutWithoutOne() async throws {
+            let host = try displayHost()
+            host.backend.displayClock = .manual
+            let vkms = try DRMDevice(driver: "vkms", on: host.backend.system)
+            let first = try vkms.createDumbBuffer(width: 32, height: 24)
+            let second = try vkms.createDumbBuffer(width: 32, height: 24)
+            try draw(second, seed: 2)
+            var scanout = try Scanout(on: vkms, showing: try vkms.addFramebuffer(first), mode: smallMode)
+            try scanout.flip(to: try vkms.addFramebuffer(second))
+            do {
+                _ = try scanout.waitForFlipBlocking(timeout: .milliseconds(30))
+                Issue.record("the wait returned without a vblank")
+            } catch {
+                #expect(error.code == .displayTimedOut)
+            }
+            var pending = scanout.isFlipPending
+            #expect(pending)
+            // A vblank from another thread ends a wait blocked in poll.
+            let backend = host.backend
+            let ticker = Task.detached { try await Task.sleep(for: .milliseconds(20)); backend.vblank() }
+            try scanout.waitForFlipBlocking(timeout: .seconds(5)).remove()
+            try await ticker.value
+            pending = scanout.isFlipPending
+            #expect(!pending)
+            host.backend.displayClock = .automatic
+            #expect(try await scanout.captureScreen().rgb == picture(seed: 2))
+            try scanout.turnOff().remove()
+            try first.destroy()
+            try second.destroy()
+        }
+
         @Test func flipsCompleteWithTheirEventsOnTheAutomaticClock() async throws {
             let host = try displayHost()
             let vkms = try DRMDevice(driver: "vkms", on: host.backend.system)
