@@ -80,10 +80,11 @@ extension GrantDisplayResources {
             return true
         }
         // The copy path: the frame as the frontend has it now, copied once into the display buffer.
-        var display = displayBuffers[connector] ?? []
-        if display.count != imageBytes { display = [UInt8](repeating: 0, count: imageBytes) }
         let source = buffer.bytes
         guard layout.dataOffset + imageBytes <= source.count else { throw DisplayRefusal(.io, "buffer \(framebuffer.buffer) unmapped") }
+        // Taken out of the table while written, so the write does not copy it first (copy on write).
+        var display = displayBuffers.removeValue(forKey: connector) ?? []
+        if display.count != imageBytes { display = [UInt8](repeating: 0, count: imageBytes) }
         display.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[layout.dataOffset..<(layout.dataOffset + imageBytes)])) }
         displayBuffers[connector] = display
         counters.update(key) { $0.framesCopied += 1; $0.bytesCopied += imageBytes }
