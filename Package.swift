@@ -158,7 +158,7 @@ let package = Package(
             dependencies: [
                 "XenDisplayBackend",
                 "XenGnt",
-                "XenGntTesting",   // --demo: a scripted frontend on the simulated Xen
+                "XenGntTesting",  // --demo: a scripted frontend on the simulated Xen
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -181,7 +181,7 @@ let package = Package(
         .testTarget(
             name: "XenGntTests",
             dependencies: [
-                "XenDisplayBackend",   // the display backend on the simulator (issue 9)
+                "XenDisplayBackend",  // the display backend on the simulator (issue 9)
                 .product(name: "Logging", package: "swift-log"),
                 "XenGnt",
                 "XenGntDRM",
@@ -206,7 +206,8 @@ let package = Package(
 // They live in this package (not a separate one) to reach the seam, which is `package`-visible.
 if Context.environment["XENGNT_BENCHMARKS"] != nil {
     package.dependencies.append(
-        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]))
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"])
+    )
     package.targets.append(
         .executableTarget(
             name: "XenGntBenchmarks",
@@ -221,5 +222,6 @@ if Context.environment["XENGNT_BENCHMARKS"] != nil {
             path: "Benchmarks/XenGntBenchmarks",
             swiftSettings: strict,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ))
+        )
+    )
 }

@@ -49,15 +49,28 @@ final class FlipBench: @unchecked Sendable {
         let domU = try xen.addDomain(1, type: .pvh)
         let (width, height) = (640, 480)
         let config = FrontendConfiguration(
-            backendAllocates: backendAllocates, connectors: [.init(index: 0, width: width, height: height)])
+            backendAllocates: backendAllocates,
+            connectors: [.init(index: 0, width: width, height: height)]
+        )
         let key = FrontendKey(domain: 1, device: 0)
         let logger = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
         let counters = DisplayCounters()
         let resources = GrantDisplayResources(
-            gntdev: try GrantDevice(on: dom0.system), frontend: domU.id, key: key, counters: counters,
-            sink: try HeadlessSink(directory: "/tmp", policy: .never), system: dom0.system, logger: logger)
+            gntdev: try GrantDevice(on: dom0.system),
+            frontend: domU.id,
+            key: key,
+            counters: counters,
+            sink: try HeadlessSink(directory: "/tmp", policy: .never),
+            system: dom0.system,
+            logger: logger
+        )
         server = DisplayDeviceServer(
-            session: DisplaySession(configuration: config), resources: resources, key: key, counters: counters, logger: logger)
+            session: DisplaySession(configuration: config),
+            resources: resources,
+            key: key,
+            counters: counters,
+            logger: logger
+        )
         let frontend = SimulatedDisplayFrontend(domain: domU, backend: dom0.id, backendAllocates: backendAllocates)
         var recording = false
         frontend.transport = { [unowned self] slot, connector in
@@ -93,7 +106,9 @@ final class FlipBench: @unchecked Sendable {
 }
 
 func displayBenchmarks() {
-    for (name, backendAllocates) in [("frontend buffers, copied (be-alloc=0)", false), ("backend buffers, zero copy (be-alloc=1)", true)] {
+    for (name, backendAllocates) in [
+        ("frontend buffers, copied (be-alloc=0)", false), ("backend buffers, zero copy (be-alloc=1)", true),
+    ] {
         Benchmark("display: PG_FLIP served, 640x480, \(name), simulated Xen") { benchmark in
             let bench = try await FlipBench(backendAllocates: backendAllocates)
             benchmark.startMeasurement()

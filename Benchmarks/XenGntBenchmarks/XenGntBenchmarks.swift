@@ -39,7 +39,7 @@ let benchmarks: @Sendable () -> Void = {
 
     Benchmark("export 2025 refs, XenGnt only") { benchmark in
         let gntdev = try GrantDevice(on: XenSystem(NullKernel()))
-        _ = try gntdev.exportDmaBuf(refs: refs, from: 1)   // grow the scratch buffer once
+        _ = try gntdev.exportDmaBuf(refs: refs, from: 1)  // grow the scratch buffer once
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             let exported = try gntdev.exportDmaBuf(refs: refs, from: 1)
@@ -118,14 +118,16 @@ struct NullKernel: SystemCalls {
         case cxg_request_gntdev_map_grant_ref():
             argument.assumingMemoryBound(to: ioctl_gntdev_map_grant_ref.self).pointee.index = 0
         case cxg_request_gntdev_dmabuf_exp_wait_released():
-            throw .noSuchFileOrDirectory   // released
+            throw .noSuchFileOrDirectory  // released
         default:
             break
         }
         return 0
     }
 
-    func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer { Self.memory }
+    func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+        Self.memory
+    }
     func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {}
     func lseek(_ fd: Int32, offset: Int64, whence: Int32) throws(Errno) -> Int64 { Int64(framePages * 4096) }
     func fstat(_ fd: Int32) throws(Errno) -> stat { stat() }

@@ -7,31 +7,43 @@ import XenGnt
 
 extension ConformanceSuite {
     static let faultCases: [ConformanceCase] = [
-        ConformanceCase("fault-destroy", "xl destroy of a DomU while Dom0 and the PVH DomU map its pages, the PVH DomU exports its grants, and it maps pages both grant it (import, gntalloc): every owner tears down without error, the victim goes, no grant entry is left", parts: [
-            .dom0: survivor(toolstack: true),
-            .pvh: survivor(toolstack: false),
-            .victim: { peer in
-                // Its holder process takes everything and keeps it until the domain is destroyed;
-                // this runner then finishes normally.
-                let survivors: [LabRole] = [.dom0, .pvh]
-                var holdings = survivors.map { Holding.share(pages: victimPages, with: peer.id(of: $0)) }
-                for survivor in survivors {
-                    holdings.append(.map(refs: try await peer.refs("refs", from: survivor), from: peer.id(of: survivor)))
-                }
-                let holder = try await peer.spawnHolder(holdings)
-                for (i, survivor) in survivors.enumerated() {
-                    try await peer.publish(refs: holder.refs[i], as: "refs-\(survivor)")
-                }
-            },
-        ]),
-        ConformanceCase("fault-sigkill", "a process holding gntalloc's full limit, a gntdev mapping, an import and (PVH) an export is killed with SIGKILL: its grants are revoked, Xen's grant dump keeps nothing of it, and a new process shares the full limit and maps as many refs again", parts: [
-            .dom0: killHolder(peerRole: .pvh),
-            .pvh: killHolder(peerRole: .dom0),
-        ]),
-        ConformanceCase("fault-cycles", "\(faultCycles) cycles of map+unmap, export+release (PVH), import+release and gntalloc share+unshare between Dom0 and the PVH DomU: descriptors, mappings, grant entries and gntalloc pages end where they started", parts: [
-            .dom0: cycles(peerRole: .pvh),
-            .pvh: cycles(peerRole: .dom0),
-        ]),
+        ConformanceCase(
+            "fault-destroy",
+            "xl destroy of a DomU while Dom0 and the PVH DomU map its pages, the PVH DomU exports its grants, and it maps pages both grant it (import, gntalloc): every owner tears down without error, the victim goes, no grant entry is left",
+            parts: [
+                .dom0: survivor(toolstack: true),
+                .pvh: survivor(toolstack: false),
+                .victim: { peer in
+                    // Its holder process takes everything and keeps it until the domain is destroyed;
+                    // this runner then finishes normally.
+                    let survivors: [LabRole] = [.dom0, .pvh]
+                    var holdings = survivors.map { Holding.share(pages: victimPages, with: peer.id(of: $0)) }
+                    for survivor in survivors {
+                        holdings.append(.map(refs: try await peer.refs("refs", from: survivor), from: peer.id(of: survivor)))
+                    }
+                    let holder = try await peer.spawnHolder(holdings)
+                    for (i, survivor) in survivors.enumerated() {
+                        try await peer.publish(refs: holder.refs[i], as: "refs-\(survivor)")
+                    }
+                },
+            ]
+        ),
+        ConformanceCase(
+            "fault-sigkill",
+            "a process holding gntalloc's full limit, a gntdev mapping, an import and (PVH) an export is killed with SIGKILL: its grants are revoked, Xen's grant dump keeps nothing of it, and a new process shares the full limit and maps as many refs again",
+            parts: [
+                .dom0: killHolder(peerRole: .pvh),
+                .pvh: killHolder(peerRole: .dom0),
+            ]
+        ),
+        ConformanceCase(
+            "fault-cycles",
+            "\(faultCycles) cycles of map+unmap, export+release (PVH), import+release and gntalloc share+unshare between Dom0 and the PVH DomU: descriptors, mappings, grant entries and gntalloc pages end where they started",
+            parts: [
+                .dom0: cycles(peerRole: .pvh),
+                .pvh: cycles(peerRole: .dom0),
+            ]
+        ),
     ]
 
     /// Pages the victim shares with each survivor; each survivor grants it twice as many
@@ -68,10 +80,15 @@ extension ConformanceSuite {
             }
             let gone = ContinuousClock.now
             try check(state == .gone, "the victim is still \(state) 60 s after the survivors let go")
-            peer.note("victim gone \(milliseconds(gone - destroyed)) ms after xl destroy began, \(milliseconds(gone - unmapped)) ms after the survivors' teardown")
+            peer.note(
+                "victim gone \(milliseconds(gone - destroyed)) ms after xl destroy began, \(milliseconds(gone - unmapped)) ms after the survivors' teardown"
+            )
             let dump = try await peer.grantDump()
             peer.note("grant dump after: \(dump.count(involving: victim)) active entries with \(victim); \(dump)")
-            try check(!dump.tables.contains(victim) && dump.count(involving: victim) == 0, "entries left with the victim: \(dump)")
+            try check(
+                !dump.tables.contains(victim) && dump.count(involving: victim) == 0,
+                "entries left with the victim: \(dump)"
+            )
         }
     }
 
@@ -89,12 +106,18 @@ extension ConformanceSuite {
         let refs = try await peer.refs("refs-\(peer.role)", from: .victim)
         let mapping = try gntdev.map(refs, from: victim)
         var exported = peer.role.guestType == .pvh ? try gntdev.exportDmaBuf(refs: refs, from: victim) : nil
-        try check(mapping.withUnsafeBytes { marked($0, pages: refs.count, at: 0, Holding.shareMark) }, "the victim's shared pages")
+        try check(
+            mapping.withUnsafeBytes { marked($0, pages: refs.count, at: 0, Holding.shareMark) },
+            "the victim's shared pages"
+        )
         let written = try imported.withBuffer { (buffer) throws(XenGntError) in
             try buffer.withCPUAccess(.readOnly) { cpu.withUnsafeBytes { marked($0, pages: victimPages, at: 1, Holding.mapMark) } }
         }
         try check(written, "the victim's writes into the imported buffer")
-        try check(shared.withUnsafeBytes { marked($0, pages: victimPages, at: 1, Holding.mapMark) }, "the victim's writes into the shared pages")
+        try check(
+            shared.withUnsafeBytes { marked($0, pages: victimPages, at: 1, Holding.mapMark) },
+            "the victim's writes into the shared pages"
+        )
         try await peer.publish("holding")
 
         var destroyed: ContinuousClock.Instant?
@@ -126,8 +149,14 @@ extension ConformanceSuite {
         peer.note("grant dump before: \(dump.count(involving: victim)) active entries with \(victim); \(dump)")
         for survivor in [LabRole.dom0, .pvh] {
             let id = peer.id(of: survivor)
-            try check(dump.count(of: victim, mappedBy: id) == victimPages, "\(survivor) maps \(dump.count(of: victim, mappedBy: id)) of the victim's refs, not \(victimPages)")
-            try check(dump.count(of: id, mappedBy: victim) == 2 * victimPages, "the victim maps \(dump.count(of: id, mappedBy: victim)) of \(survivor)'s refs, not \(2 * victimPages)")
+            try check(
+                dump.count(of: victim, mappedBy: id) == victimPages,
+                "\(survivor) maps \(dump.count(of: victim, mappedBy: id)) of the victim's refs, not \(victimPages)"
+            )
+            try check(
+                dump.count(of: id, mappedBy: victim) == 2 * victimPages,
+                "the victim maps \(dump.count(of: id, mappedBy: victim)) of \(survivor)'s refs, not \(2 * victimPages)"
+            )
         }
         let started = ContinuousClock.now
         try await peer.destroy(.victim)

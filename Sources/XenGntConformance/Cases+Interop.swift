@@ -8,60 +8,73 @@ import Glibc
 
 extension ConformanceSuite {
     static let interopCases: [ConformanceCase] = [
-        ConformanceCase("interop-libxenstore", "the Swift client and libxenstore on one XenStore: each reads the other's writes and transactions and sees the other's writes through its watches; across domains too", needsReferenceLibrary: true, parts: [
-            .dom0: { peer in
-                try await libxenstoreInterop(peer)
-                let c = try CStore()
-                let path = try await peer.value(of: "path", from: .pvh)
-                try check(c.read("\(path)/swift") == "from-swift", "Dom0's libxenstore reads the DomU's Swift write")
-                try c.write("\(path)/c-dom0", "from-c")
-                try await peer.publish("written")
-            },
-            .pvh: { peer in
-                try await libxenstoreInterop(peer)
-                try await withXenStore(peer) { store in
-                    let path = "/local/domain/\(peer.id.rawValue)/data/xengnt-interop"
-                    try await store.write("\(path)/swift", "from-swift")
-                    try await peer.publish("path", path)
-                    try await peer.wait(for: "written", from: .dom0)
-                    try check(try await store.read("\(path)/c-dom0") == "from-c", "the DomU's Swift client reads Dom0's libxenstore write")
-                    try await store.remove(path)
-                }
-            },
-        ]),
+        ConformanceCase(
+            "interop-libxenstore",
+            "the Swift client and libxenstore on one XenStore: each reads the other's writes and transactions and sees the other's writes through its watches; across domains too",
+            needsReferenceLibrary: true,
+            parts: [
+                .dom0: { peer in
+                    try await libxenstoreInterop(peer)
+                    let c = try CStore()
+                    let path = try await peer.value(of: "path", from: .pvh)
+                    try check(c.read("\(path)/swift") == "from-swift", "Dom0's libxenstore reads the DomU's Swift write")
+                    try c.write("\(path)/c-dom0", "from-c")
+                    try await peer.publish("written")
+                },
+                .pvh: { peer in
+                    try await libxenstoreInterop(peer)
+                    try await withXenStore(peer) { store in
+                        let path = "/local/domain/\(peer.id.rawValue)/data/xengnt-interop"
+                        try await store.write("\(path)/swift", "from-swift")
+                        try await peer.publish("path", path)
+                        try await peer.wait(for: "written", from: .dom0)
+                        try check(
+                            try await store.read("\(path)/c-dom0") == "from-c",
+                            "the DomU's Swift client reads Dom0's libxenstore write"
+                        )
+                        try await store.remove(path)
+                    }
+                },
+            ]
+        ),
 
-        ConformanceCase("interop-libxenevtchn", "Swift event channels and libxenevtchn: a port bound by either side is connected by the other, and notifications cross both ways", needsReferenceLibrary: true, parts: [
-            .dom0: { peer in
-                let c = try CEvents()
-                let pvh = peer.id(of: .pvh)
-                // A port the DomU bound with Swift, connected with libxenevtchn.
-                let local = try c.bindInterdomain(pvh, UInt32(try await peer.value(of: "swift-port", from: .pvh))!)
-                try check(try c.wait(for: local, timeout: .seconds(20)), "no bind-time event on the new port")
-                try await peer.publish("bound")
-                try c.notify(local)
-                try check(try c.wait(for: local, timeout: .seconds(20)), "libxenevtchn got no event from Swift")
-                // A port bound with libxenevtchn, connected by the DomU with Swift.
-                let unbound = try c.bindUnbound(pvh)
-                try await peer.publish("c-port", "\(unbound)")
-                try check(try c.wait(for: unbound, timeout: .seconds(20)), "libxenevtchn got no event on its own port")
-                try c.notify(unbound)
-                try await peer.wait(for: "done", from: .pvh)
-            },
-            .pvh: { peer in
-                let dom0 = peer.id(of: .dom0)
-                let channel = try EventChannel.bindUnbound(remote: dom0, on: peer.system)
-                try await peer.publish("swift-port", "\(channel.port)")
-                try await peer.wait(for: "bound", from: .dom0)
-                try await expectEvent(channel.notifications, "from libxenevtchn")
-                try channel.notify()
-                let port = UInt32(try await peer.value(of: "c-port", from: .dom0))!
-                let connected = try EventChannel.bindInterdomain(remote: dom0, port: port, on: peer.system)
-                try await expectEvent(connected.notifications, "at bind time")
-                try connected.notify()
-                try await expectEvent(connected.notifications, "from libxenevtchn on its port")
-                try await peer.publish("done")
-            },
-        ]),
+        ConformanceCase(
+            "interop-libxenevtchn",
+            "Swift event channels and libxenevtchn: a port bound by either side is connected by the other, and notifications cross both ways",
+            needsReferenceLibrary: true,
+            parts: [
+                .dom0: { peer in
+                    let c = try CEvents()
+                    let pvh = peer.id(of: .pvh)
+                    // A port the DomU bound with Swift, connected with libxenevtchn.
+                    let local = try c.bindInterdomain(pvh, UInt32(try await peer.value(of: "swift-port", from: .pvh))!)
+                    try check(try c.wait(for: local, timeout: .seconds(20)), "no bind-time event on the new port")
+                    try await peer.publish("bound")
+                    try c.notify(local)
+                    try check(try c.wait(for: local, timeout: .seconds(20)), "libxenevtchn got no event from Swift")
+                    // A port bound with libxenevtchn, connected by the DomU with Swift.
+                    let unbound = try c.bindUnbound(pvh)
+                    try await peer.publish("c-port", "\(unbound)")
+                    try check(try c.wait(for: unbound, timeout: .seconds(20)), "libxenevtchn got no event on its own port")
+                    try c.notify(unbound)
+                    try await peer.wait(for: "done", from: .pvh)
+                },
+                .pvh: { peer in
+                    let dom0 = peer.id(of: .dom0)
+                    let channel = try EventChannel.bindUnbound(remote: dom0, on: peer.system)
+                    try await peer.publish("swift-port", "\(channel.port)")
+                    try await peer.wait(for: "bound", from: .dom0)
+                    try await expectEvent(channel.notifications, "from libxenevtchn")
+                    try channel.notify()
+                    let port = UInt32(try await peer.value(of: "c-port", from: .dom0))!
+                    let connected = try EventChannel.bindInterdomain(remote: dom0, port: port, on: peer.system)
+                    try await expectEvent(connected.notifications, "at bind time")
+                    try connected.notify()
+                    try await expectEvent(connected.notifications, "from libxenevtchn on its port")
+                    try await peer.publish("done")
+                },
+            ]
+        ),
     ]
 
     /// In one domain: the Swift client and libxenstore see each other's writes, transactions
@@ -75,7 +88,8 @@ extension ConformanceSuite {
             try check(c.read("\(path)/swift") == "s", "libxenstore reads the Swift write")
             try c.write("\(path)/c", "c")
             try check(try await store.read("\(path)/c") == "c", "Swift reads the libxenstore write")
-            try await store.transaction { transaction throws(XenGntError) in try await transaction.write("\(path)/swift-t", "st") }
+            try await store.transaction { transaction throws(XenGntError) in try await transaction.write("\(path)/swift-t", "st")
+            }
             try check(c.read("\(path)/swift-t") == "st", "libxenstore reads a Swift transaction")
             try c.transaction { t in try c.write("\(path)/c-t", "ct", transaction: t) }
             try check(try await store.read("\(path)/c-t") == "ct", "Swift reads a libxenstore transaction")

@@ -17,19 +17,24 @@ extension ConformanceSuite {
     }
 
     static func killAndRecover(_ peer: Peer, other: LabRole, baseline: GrantDump?) async throws {
-        let me = peer.id, them = peer.id(of: other)
+        let me = peer.id
+        let them = peer.id(of: other)
         let limit = try gntallocLimit(peer)
         let gntdev = try GrantDevice(on: peer.system)
         let buffer = try DmaBuf.udmabuf(pages: killedMapPages, on: peer.system)
         let cpu = try buffer.map()
         try buffer.withCPUAccess(.readWrite) { () throws(XenGntError) in
-            try cpu.withUnsafeMutableBytes { $0.copyBytes(from: pattern(peer.role == .dom0 ? 3 : 4, count: killedMapPages * xenPageSize)) }
+            try cpu.withUnsafeMutableBytes {
+                $0.copyBytes(from: pattern(peer.role == .dom0 ? 3 : 4, count: killedMapPages * xenPageSize))
+            }
         }
         let imported = try gntdev.importDmaBuf(buffer, to: them)
         try await peer.publish(refs: imported.refs, as: "refs")
         let theirs = try await peer.refs("refs", from: other)
 
-        var holdings: [Holding] = [.share(pages: limit, with: them), .map(refs: theirs, from: them), .importBuffer(pages: killedImportPages, to: them)]
+        var holdings: [Holding] = [
+            .share(pages: limit, with: them), .map(refs: theirs, from: them), .importBuffer(pages: killedImportPages, to: them),
+        ]
         if peer.role.guestType == .pvh { holdings.append(.export(refs: theirs, from: them)) }
         let holder = try await peer.spawnHolder(holdings)
         try check(holder.refs[0].count == limit && holder.refs[2].count == killedImportPages, "the holder's refs")
@@ -40,7 +45,10 @@ extension ConformanceSuite {
             let mine = dump.count(of: me, mappedBy: them) - baseline.count(of: me, mappedBy: them)
             let mapped = dump.count(of: them, mappedBy: me) - baseline.count(of: them, mappedBy: me)
             peer.note("grant dump with both holders: \(me)→\(them) +\(mine), \(them)→\(me) +\(mapped) active entries; \(dump)")
-            try check(mine == killedMapPages && mapped == killedMapPages, "the holders' mappings in the grant dump: \(mine) and \(mapped), not \(killedMapPages) each")
+            try check(
+                mine == killedMapPages && mapped == killedMapPages,
+                "the holders' mappings in the grant dump: \(mine) and \(mapped), not \(killedMapPages) each"
+            )
             try await peer.publish("dumped")
         } else {
             try await peer.wait(for: "dumped", from: .dom0)
@@ -48,17 +56,23 @@ extension ConformanceSuite {
 
         let started = ContinuousClock.now
         try await holder.kill()
-        peer.note("holder of \(holdings.map(\.description).joined(separator: ", ")) killed and reaped in \(milliseconds(ContinuousClock.now - started)) ms")
+        peer.note(
+            "holder of \(holdings.map(\.description).joined(separator: ", ")) killed and reaped in \(milliseconds(ContinuousClock.now - started)) ms"
+        )
         try await peer.publish(refs: holder.refs[0] + holder.refs[2], as: "killed-refs")
         let killed = try await peer.refs("killed-refs", from: other)
         try await checkRevoked(killed, of: them, stillGranted: theirs[0], gntdev)
-        peer.note("all \(killed.count) refs \(other)'s killed holder shared or imported are revoked (grant copy: GNTST_general_error)")
+        peer.note(
+            "all \(killed.count) refs \(other)'s killed holder shared or imported are revoked (grant copy: GNTST_general_error)"
+        )
         try await peer.publish("revoked")
 
         if let baseline {
             try await peer.wait(for: "revoked", from: other)
             let (dump, dumps) = try await settledDump(peer, like: baseline, between: me, them)
-            peer.note("grant dump after the kills: \(dump.count(between: me, and: them)) active entries between \(me) and \(them) (before the case: \(baseline.count(between: me, and: them))), at dump \(dumps)")
+            peer.note(
+                "grant dump after the kills: \(dump.count(between: me, and: them)) active entries between \(me) and \(them) (before the case: \(baseline.count(between: me, and: them))), at dump \(dumps)"
+            )
             try await peer.publish("dumped-after")
         } else {
             try await peer.wait(for: "dumped-after", from: .dom0)
@@ -68,7 +82,7 @@ extension ConformanceSuite {
         try GrantAllocator(on: peer.system).share(pages: limit, with: them).unshare()
         let mapping = try gntdev.map(theirs, from: them)
         var expected = pattern(peer.role == .dom0 ? 4 : 3, count: killedMapPages * xenPageSize)
-        for page in 0..<killedMapPages { expected[page * xenPageSize + 1] = Holding.mapMark }   // the killed holder's writes
+        for page in 0..<killedMapPages { expected[page * xenPageSize + 1] = Holding.mapMark }  // the killed holder's writes
         try check(mapping.withUnsafeBytes { $0.elementsEqual(expected) }, "the peer's pages, mapped again")
         try mapping.unmap()
         try await peer.publish("remapped")
@@ -80,11 +94,16 @@ extension ConformanceSuite {
 
     /// The refs of `granter` (a killed holder's, or ended ones) are revoked: a grant copy from
     /// each fails with `GNTST_general_error`, while one from a ref still granted succeeds.
-    static func checkRevoked(_ refs: [GrantRef], of granter: DomainID, stillGranted: GrantRef, _ gntdev: GrantDevice) async throws {
+    static func checkRevoked(_ refs: [GrantRef], of granter: DomainID, stillGranted: GrantRef, _ gntdev: GrantDevice) async throws
+    {
         var byte: [UInt8] = [0]
         let statuses = try byte.withUnsafeMutableBytes { into in
             var segments = ([stillGranted] + refs).map {
-                GrantCopySegment(from: .grant(ForeignGrant(domain: granter, ref: $0), offset: 0), to: .local(into.baseAddress!), length: 1)
+                GrantCopySegment(
+                    from: .grant(ForeignGrant(domain: granter, ref: $0), offset: 0),
+                    to: .local(into.baseAddress!),
+                    length: 1
+                )
             }
             try gntdev.copy(&segments)
             return segments.map(\.status)
@@ -97,7 +116,12 @@ extension ConformanceSuite {
     /// The grant dump once the entries between `a` and `b` are back to `baseline`'s (the kernel
     /// may unmap asynchronously for a moment after a process is reaped), bounded to 10 s; and
     /// how many dumps that took.
-    static func settledDump(_ peer: Peer, like baseline: GrantDump, between a: DomainID, _ b: DomainID) async throws -> (GrantDump, Int) {
+    static func settledDump(
+        _ peer: Peer,
+        like baseline: GrantDump,
+        between a: DomainID,
+        _ b: DomainID
+    ) async throws -> (GrantDump, Int) {
         let started = ContinuousClock.now
         var dumps = 0
         while true {
@@ -107,7 +131,9 @@ extension ConformanceSuite {
                 return (dump, dumps)
             }
             if ContinuousClock.now - started > .seconds(10) {
-                throw ConformanceFailure("active entries between \(a) and \(b): \(dump.count(between: a, and: b)), before the case \(baseline.count(between: a, and: b)), 10 s on: \(dump)")
+                throw ConformanceFailure(
+                    "active entries between \(a) and \(b): \(dump.count(between: a, and: b)), before the case \(baseline.count(between: a, and: b)), 10 s on: \(dump)"
+                )
             }
             try await Task.sleep(for: .milliseconds(250))
         }
@@ -134,7 +160,9 @@ extension ConformanceSuite {
             try await peer.wait(for: "unshared", from: other)
             if let baseline {
                 let (dump, dumps) = try await settledDump(peer, like: baseline, between: peer.id, them)
-                peer.note("grant dump after the cycles: \(dump.count(between: peer.id, and: them)) active entries between \(peer.id) and \(them), as before the case (at dump \(dumps))")
+                peer.note(
+                    "grant dump after the cycles: \(dump.count(between: peer.id, and: them)) active entries between \(peer.id) and \(them), as before the case (at dump \(dumps))"
+                )
             }
             let limit = try gntallocLimit(peer)
             try GrantAllocator(on: peer.system).share(pages: limit, with: them).unshare()
@@ -172,7 +200,9 @@ extension ConformanceSuite {
         }
         let elapsed = ContinuousClock.now - started
         let rate = Double(faultCycles) / (Double(milliseconds(elapsed)) / 1000)
-        peer.note("\(faultCycles) cycles (map+unmap\(exports ? ", export+release" : ""), import+release, share+unshare of 4 pages) in \(milliseconds(elapsed)) ms: \(Int(rate.rounded())) cycles/s")
+        peer.note(
+            "\(faultCycles) cycles (map+unmap\(exports ? ", export+release" : ""), import+release, share+unshare of 4 pages) in \(milliseconds(elapsed)) ms: \(Int(rate.rounded())) cycles/s"
+        )
         // Xen's dump lists only mapped grants: the peer checks that the last cycle's grants of
         // this side were ended, while both long-lived shares still stand.
         try await peer.publish(refs: ended, as: "ended-refs")

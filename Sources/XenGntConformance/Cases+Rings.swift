@@ -8,34 +8,47 @@ import Glibc
 
 extension ConformanceSuite {
     static let ringCases: [ConformanceCase] = [
-        ConformanceCase("ring-10000", "a Swift frontend in each DomU and a Swift backend in Dom0 pass 10 000 requests each, in order, over a vxengnt ring with a batching producer: well under one notification per request", parts: [
-            .dom0: { peer in
-                let counters = try await runVxengntBackend(peer, type: "vxengnt", frontends: [.pv, .pvh])
-                let requests = counters["requests"]
-                try check(requests == 20_000, "the backend answered \(requests) requests")
-                report(peer, "backend: \(requests) requests, \(counters["events"]) events taken, \(counters["notifications"]) notifications sent (\(ratio(counters["notifications"], requests)) per request)")
-                try check(Double(counters["notifications"]) < 0.5 * Double(requests), "the backend notified too often")
-            },
-            .pv: vxengntFrontend(type: "vxengnt", count: 10_000, window: 32, maximumRatio: 0.5),
-            .pvh: vxengntFrontend(type: "vxengnt", count: 10_000, window: 32, maximumRatio: 0.5),
-        ]),
+        ConformanceCase(
+            "ring-10000",
+            "a Swift frontend in each DomU and a Swift backend in Dom0 pass 10 000 requests each, in order, over a vxengnt ring with a batching producer: well under one notification per request",
+            parts: [
+                .dom0: { peer in
+                    let counters = try await runVxengntBackend(peer, type: "vxengnt", frontends: [.pv, .pvh])
+                    let requests = counters["requests"]
+                    try check(requests == 20_000, "the backend answered \(requests) requests")
+                    report(
+                        peer,
+                        "backend: \(requests) requests, \(counters["events"]) events taken, \(counters["notifications"]) notifications sent (\(ratio(counters["notifications"], requests)) per request)"
+                    )
+                    try check(Double(counters["notifications"]) < 0.5 * Double(requests), "the backend notified too often")
+                },
+                .pv: vxengntFrontend(type: "vxengnt", count: 10_000, window: 32, maximumRatio: 0.5),
+                .pvh: vxengntFrontend(type: "vxengnt", count: 10_000, window: 32, maximumRatio: 0.5),
+            ]
+        ),
 
-        ConformanceCase("ring-ping-pong", "one request, one response, 400 times per DomU: every exchange sleeps on RING_FINAL_CHECK_FOR_* on both sides, and a lost wakeup would stall it", parts: [
-            .dom0: { peer in
-                let counters = try await runVxengntBackend(peer, type: "vxengnt-pingpong", frontends: [.pv, .pvh])
-                try check(counters["requests"] == 800, "the backend answered \(counters["requests"]) requests")
-                report(peer, "backend: \(counters["requests"]) requests, \(counters["notifications"]) notifications sent")
-            },
-            .pv: vxengntFrontend(type: "vxengnt-pingpong", count: 400, window: 1, maximumRatio: 1.01),
-            .pvh: vxengntFrontend(type: "vxengnt-pingpong", count: 400, window: 1, maximumRatio: 1.01),
-        ]),
+        ConformanceCase(
+            "ring-ping-pong",
+            "one request, one response, 400 times per DomU: every exchange sleeps on RING_FINAL_CHECK_FOR_* on both sides, and a lost wakeup would stall it",
+            parts: [
+                .dom0: { peer in
+                    let counters = try await runVxengntBackend(peer, type: "vxengnt-pingpong", frontends: [.pv, .pvh])
+                    try check(counters["requests"] == 800, "the backend answered \(counters["requests"]) requests")
+                    report(peer, "backend: \(counters["requests"]) requests, \(counters["notifications"]) notifications sent")
+                },
+                .pv: vxengntFrontend(type: "vxengnt-pingpong", count: 400, window: 1, maximumRatio: 1.01),
+                .pvh: vxengntFrontend(type: "vxengnt-pingpong", count: 400, window: 1, maximumRatio: 1.01),
+            ]
+        ),
     ]
 
     /// Dom0's part of a vxengnt case: makes device 0 of `type` for each frontend (as libxl
     /// would; the lab's Dom0 made `vxengnt` already), runs a backend until every frontend is
     /// done, then removes the devices.
     static func runVxengntBackend(
-        _ peer: Peer, type: String, frontends: [LabRole],
+        _ peer: Peer,
+        type: String,
+        frontends: [LabRole],
         hold: (@Sendable (Vxengnt.Request) async throws -> Void)? = nil,
         observe: @escaping @Sendable (BackendEvent) -> Void = { _ in },
         whileRunning: @escaping @Sendable (XenStore) async throws -> Void = { _ in }
@@ -45,10 +58,18 @@ extension ConformanceSuite {
             for device in devices {
                 if try await !store.exists("\(device.backendPath)/frontend") { try await device.create(in: store) }
                 // What libxl sets, whoever wrote them (the lab's Dom0 wrote vxengnt's with xenstore-chmod).
-                try check(try await store.permissions(of: device.frontendPath) == [XenStorePermission(device.frontend, .none), XenStorePermission(device.backend, .read)],
-                          "permissions of \(device.frontendPath)")
-                try check(try await store.permissions(of: device.backendPath) == [XenStorePermission(device.backend, .none), XenStorePermission(device.frontend, .read)],
-                          "permissions of \(device.backendPath)")
+                try check(
+                    try await store.permissions(of: device.frontendPath) == [
+                        XenStorePermission(device.frontend, .none), XenStorePermission(device.backend, .read),
+                    ],
+                    "permissions of \(device.frontendPath)"
+                )
+                try check(
+                    try await store.permissions(of: device.backendPath) == [
+                        XenStorePermission(device.backend, .none), XenStorePermission(device.frontend, .read),
+                    ],
+                    "permissions of \(device.backendPath)"
+                )
             }
             let counters = Vxengnt.Counters()
             let system = peer.system
@@ -85,7 +106,10 @@ extension ConformanceSuite {
                 }
             }
             let elapsed = ContinuousClock.now - started
-            report(peer, "\(count) requests in \(elapsed), window \(window): \(sent) notifications sent (\(ratio(sent, count)) per request), \(received) events received (\(ratio(received, count)) per request)")
+            report(
+                peer,
+                "\(count) requests in \(elapsed), window \(window): \(sent) notifications sent (\(ratio(sent, count)) per request), \(received) events received (\(ratio(received, count)) per request)"
+            )
             try check(Double(sent) <= maximumRatio * Double(count), "\(sent) notifications for \(count) requests")
             try check(Double(received) <= maximumRatio * Double(count), "\(received) events for \(count) requests")
             try await peer.publish("done")
@@ -95,7 +119,10 @@ extension ConformanceSuite {
     /// Runs `body`, failing with how far it got if it has not finished after `limit`: a ring
     /// whose wakeup was lost stalls instead of failing.
     static func withStallDeadline<T: Sendable>(
-        _ limit: Duration, progress: Progress, of total: Int, _ body: @escaping @Sendable () async throws -> T
+        _ limit: Duration,
+        progress: Progress,
+        of total: Int,
+        _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }

@@ -4,7 +4,11 @@ import XenGntBackend
 
 extension ConformanceSuite {
     static let xenstoreCases: [ConformanceCase] = [
-        ConformanceCase("xenstore-client", "the Swift XenStore client: transport, domid, read/write/mkdir/rm/directory, binary values, error strings, path and payload limits, 100 concurrent requests", each: LabRole.permanent) { peer in
+        ConformanceCase(
+            "xenstore-client",
+            "the Swift XenStore client: transport, domid, read/write/mkdir/rm/directory, binary values, error strings, path and payload limits, 100 concurrent requests",
+            each: LabRole.permanent
+        ) { peer in
             try await withXenStore(peer) { store in
                 try check(store.transport == (peer.role == .dom0 ? .daemonSocket : .kernelDevice), "transport \(store.transport)")
                 let me = try await store.domainID()
@@ -33,14 +37,26 @@ extension ConformanceSuite {
                 try await checkFailsAsync(code: .malformedValue) { _ = try await store.read("\(base)/relative", as: UInt32.self) }
 
                 // xenstored's error strings.
-                try await checkFailsAsync(code: .noSuchNode, errno: .noSuchFileOrDirectory, detail: "ENOENT", path: "\(base)/missing") {
+                try await checkFailsAsync(
+                    code: .noSuchNode,
+                    errno: .noSuchFileOrDirectory,
+                    detail: "ENOENT",
+                    path: "\(base)/missing"
+                ) {
                     _ = try await store.read("\(base)/missing")
                 }
-                try await checkFailsAsync(code: .invalidRequest, errno: .invalidArgument, detail: "EINVAL") { _ = try await store.read("\(base)/bad.name") }
-                try await checkFailsAsync(code: .invalidRequest, detail: "EINVAL") { try await store.write("\(base)/trailing/", "x") }
+                try await checkFailsAsync(code: .invalidRequest, errno: .invalidArgument, detail: "EINVAL") {
+                    _ = try await store.read("\(base)/bad.name")
+                }
+                try await checkFailsAsync(code: .invalidRequest, detail: "EINVAL") {
+                    try await store.write("\(base)/trailing/", "x")
+                }
                 try await checkFailsAsync(code: .invalidRequest, detail: "EINVAL") { _ = try await store.read("/local//domain") }
                 try await checkFailsAsync(code: .invalidRequest, detail: "EINVAL") {
-                    _ = try await store.send(XenStoreMessageType.setPermissions, payload: XenStoreMessage.payload(["\(base)/a", "x0"]))
+                    _ = try await store.send(
+                        XenStoreMessageType.setPermissions,
+                        payload: XenStoreMessage.payload(["\(base)/a", "x0"])
+                    )
                 }
 
                 // Limits: a path over 3072 bytes and a payload over the transport's limit are
@@ -69,59 +85,77 @@ extension ConformanceSuite {
             }
         },
 
-        ConformanceCase("xenstore-permissions", "owner and per-domain access: EACCES for others, read-only grants, EPERM for giving a node away, Dom0 sees all, a hidden node's absence is EACCES", parts: [
-            .pv: { peer in
-                try await withXenStore(peer) { store in
-                    let base = "/local/domain/\(peer.id.rawValue)/data/xengnt-perms"
-                    try await removeIfPresent(base, store)
-                    try await store.write("\(base)/secret", "s")
-                    try await store.setPermissions([XenStorePermission(peer.id, .none)], of: base)
-                    try await store.setPermissions([XenStorePermission(peer.id, .none)], of: "\(base)/secret")
-                    try await peer.publish("path", base)
-                    try await peer.wait(for: "denied", from: .pvh)
-                    let pvh = peer.id(of: .pvh)
-                    let readable = [XenStorePermission(peer.id, .none), XenStorePermission(pvh, .read)]
-                    try await store.setPermissions(readable, of: base)
-                    try await store.setPermissions(readable, of: "\(base)/secret")
-                    try check(try await store.permissions(of: "\(base)/secret") == readable, "permissions read back")
-                    try await checkFailsAsync(code: .accessDenied, errno: .notPermitted, detail: "EPERM") {
-                        try await store.setPermissions([XenStorePermission(pvh, .none)], of: "\(base)/secret")
-                    }
-                    try await peer.publish("granted")
-                    try await peer.wait(for: "done", from: .pvh)
-                    try await peer.wait(for: "done", from: .dom0)
-                    try await store.remove(base)
-                }
-            },
-            .pvh: { peer in
-                try await withXenStore(peer) { store in
-                    let base = try await peer.value(of: "path", from: .pv)
-                    try await checkFailsAsync(code: .accessDenied, errno: .permissionDenied, detail: "EACCES", path: "\(base)/secret") {
-                        _ = try await store.read("\(base)/secret")
-                    }
-                    try await checkFailsAsync(code: .accessDenied, detail: "EACCES") { _ = try await store.read("\(base)/missing") }
-                    try await checkFailsAsync(code: .accessDenied, detail: "EACCES") { _ = try await store.directory(base) }
-                    try await peer.publish("denied")
-                    try await peer.wait(for: "granted", from: .pv)
-                    try check(try await store.read("\(base)/secret") == "s", "read access granted")
-                    try await checkFailsAsync(code: .noSuchNode, detail: "ENOENT") { _ = try await store.read("\(base)/missing") }
-                    try await checkFailsAsync(code: .accessDenied, detail: "EACCES") { try await store.write("\(base)/secret", "mine") }
-                    try await checkFailsAsync(code: .accessDenied, detail: "EACCES") {
+        ConformanceCase(
+            "xenstore-permissions",
+            "owner and per-domain access: EACCES for others, read-only grants, EPERM for giving a node away, Dom0 sees all, a hidden node's absence is EACCES",
+            parts: [
+                .pv: { peer in
+                    try await withXenStore(peer) { store in
+                        let base = "/local/domain/\(peer.id.rawValue)/data/xengnt-perms"
+                        try await removeIfPresent(base, store)
+                        try await store.write("\(base)/secret", "s")
+                        try await store.setPermissions([XenStorePermission(peer.id, .none)], of: base)
                         try await store.setPermissions([XenStorePermission(peer.id, .none)], of: "\(base)/secret")
+                        try await peer.publish("path", base)
+                        try await peer.wait(for: "denied", from: .pvh)
+                        let pvh = peer.id(of: .pvh)
+                        let readable = [XenStorePermission(peer.id, .none), XenStorePermission(pvh, .read)]
+                        try await store.setPermissions(readable, of: base)
+                        try await store.setPermissions(readable, of: "\(base)/secret")
+                        try check(try await store.permissions(of: "\(base)/secret") == readable, "permissions read back")
+                        try await checkFailsAsync(code: .accessDenied, errno: .notPermitted, detail: "EPERM") {
+                            try await store.setPermissions([XenStorePermission(pvh, .none)], of: "\(base)/secret")
+                        }
+                        try await peer.publish("granted")
+                        try await peer.wait(for: "done", from: .pvh)
+                        try await peer.wait(for: "done", from: .dom0)
+                        try await store.remove(base)
                     }
-                    try await peer.publish("done")
-                }
-            },
-            .dom0: { peer in
-                try await withXenStore(peer) { store in
-                    let base = try await peer.value(of: "path", from: .pv)
-                    try check(try await store.read("\(base)/secret") == "s", "Dom0 reads any node")
-                    try await store.write("\(base)/secret", "s")
-                    try check(try await store.permissions(of: base).first == XenStorePermission(peer.id(of: .pv), .none), "owner")
-                    try await peer.publish("done")
-                }
-            },
-        ]),
+                },
+                .pvh: { peer in
+                    try await withXenStore(peer) { store in
+                        let base = try await peer.value(of: "path", from: .pv)
+                        try await checkFailsAsync(
+                            code: .accessDenied,
+                            errno: .permissionDenied,
+                            detail: "EACCES",
+                            path: "\(base)/secret"
+                        ) {
+                            _ = try await store.read("\(base)/secret")
+                        }
+                        try await checkFailsAsync(code: .accessDenied, detail: "EACCES") {
+                            _ = try await store.read("\(base)/missing")
+                        }
+                        try await checkFailsAsync(code: .accessDenied, detail: "EACCES") { _ = try await store.directory(base) }
+                        try await peer.publish("denied")
+                        try await peer.wait(for: "granted", from: .pv)
+                        try check(try await store.read("\(base)/secret") == "s", "read access granted")
+                        try await checkFailsAsync(code: .noSuchNode, detail: "ENOENT") {
+                            _ = try await store.read("\(base)/missing")
+                        }
+                        try await checkFailsAsync(code: .accessDenied, detail: "EACCES") {
+                            try await store.write("\(base)/secret", "mine")
+                        }
+                        try await checkFailsAsync(code: .accessDenied, detail: "EACCES") {
+                            try await store.setPermissions([XenStorePermission(peer.id, .none)], of: "\(base)/secret")
+                        }
+                        try await peer.publish("done")
+                    }
+                },
+                .dom0: { peer in
+                    try await withXenStore(peer) { store in
+                        let base = try await peer.value(of: "path", from: .pv)
+                        try check(try await store.read("\(base)/secret") == "s", "Dom0 reads any node")
+                        try await store.write("\(base)/secret", "s")
+                        try check(
+                            try await store.permissions(of: base).first == XenStorePermission(peer.id(of: .pv), .none),
+                            "owner"
+                        )
+                        try await peer.publish("done")
+                    }
+                },
+            ]
+        ),
     ]
 
     /// Runs `body` with a XenStore connection of `peer`'s domain, closed on every path out.
@@ -141,7 +175,7 @@ extension ConformanceSuite {
     static func removeIfPresent(_ path: String, _ store: XenStore) async throws(XenGntError) {
         do {
             try await store.remove(path)
-        } catch where error.code == .noSuchNode {
+        } catch  where error.code == .noSuchNode {
         }
     }
 }
@@ -164,7 +198,9 @@ func checkFailsAsync(
             throw ConformanceFailure("expected errno \(expected.map { "\($0)" } ?? "none"), got: \(error) (line \(line))")
         }
         if let detail, error.detail != detail { throw ConformanceFailure("expected \(detail), got: \(error) (line \(line))") }
-        if let path, error.path != path { throw ConformanceFailure("expected the path \(path), got \(error.path ?? "none") (line \(line))") }
+        if let path, error.path != path {
+            throw ConformanceFailure("expected the path \(path), got \(error.path ?? "none") (line \(line))")
+        }
         return
     }
     throw ConformanceFailure("expected a XenGntError\(code.map { " (\($0))" } ?? ""), but it succeeded (line \(line))")

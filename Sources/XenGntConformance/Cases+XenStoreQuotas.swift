@@ -3,7 +3,11 @@ import XenGntBackend
 
 extension ConformanceSuite {
     static let xenstoreQuotaCases: [ConformanceCase] = [
-        ConformanceCase("xenstore-quotas", "xenstored's quotas for an unprivileged domain: a node of 2048 bytes with its header and permissions (ENOSPC), 11 open transactions (ENOSPC), 128 watches with the kernel's own (E2BIG, failing the device write), and 20 outstanding requests (200 concurrent reads complete)", each: [.pv, .pvh]) { peer in
+        ConformanceCase(
+            "xenstore-quotas",
+            "xenstored's quotas for an unprivileged domain: a node of 2048 bytes with its header and permissions (ENOSPC), 11 open transactions (ENOSPC), 128 watches with the kernel's own (E2BIG, failing the device write), and 20 outstanding requests (200 concurrent reads complete)",
+            each: [.pv, .pvh]
+        ) { peer in
             try await withXenStore(peer) { store in
                 let base = "/local/domain/\(peer.id.rawValue)/data/xengnt-quota"
                 try await removeIfPresent(base, store)
@@ -28,11 +32,17 @@ extension ConformanceSuite {
                     }
                 }
                 for id in open {
-                    _ = try await store.send(XenStoreMessageType.transactionEnd, payload: XenStoreMessage.payload(["F"]), transaction: id)
+                    _ = try await store.send(
+                        XenStoreMessageType.transactionEnd,
+                        payload: XenStoreMessage.payload(["F"]),
+                        transaction: id
+                    )
                 }
                 report(peer, "\(open.count) transactions open at once, then: \(refusal.map { "\($0.detail ?? "?")" } ?? "none")")
-                try check(open.count == 11 && refusal?.code == .quotaExceeded && refusal?.detail == "ENOSPC",
-                          "\(open.count) transactions, then \(refusal.map { "\($0)" } ?? "no refusal")")
+                try check(
+                    open.count == 11 && refusal?.code == .quotaExceeded && refusal?.detail == "ENOSPC",
+                    "\(open.count) transactions, then \(refusal.map { "\($0)" } ?? "no refusal")"
+                )
 
                 // Watches: 128 per domain, counting the kernel's own.
                 var watches: [XenStoreWatch] = []
@@ -47,8 +57,10 @@ extension ConformanceSuite {
                 }
                 for watch in watches { try await watch.cancel() }
                 report(peer, "\(watches.count) watches registered, then: \(watchRefusal.map { "\($0)" } ?? "none")")
-                try check(watchRefusal?.code == .quotaExceeded && watchRefusal?.errno == .argListTooLong,
-                          "watch refusal: \(watchRefusal.map { "\($0)" } ?? "none")")
+                try check(
+                    watchRefusal?.code == .quotaExceeded && watchRefusal?.errno == .argListTooLong,
+                    "watch refusal: \(watchRefusal.map { "\($0)" } ?? "none")"
+                )
                 try check(watches.count > 100 && watches.count <= 129, "\(watches.count) watches")
                 try await store.watch("\(base)/after").cancel()
 
@@ -60,6 +72,6 @@ extension ConformanceSuite {
                 try check(values == 200, "\(values) of 200 concurrent reads")
                 try await store.remove(base)
             }
-        },
+        }
     ]
 }

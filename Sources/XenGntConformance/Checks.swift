@@ -41,7 +41,8 @@ public func checkFails(
 public func check<T>(_ result: Result<T, Errno>, fails expected: Errno, _ what: String, line: Int = #line) throws {
     switch result {
     case .success: throw ConformanceFailure("\(what): expected \(expected), got success (line \(line))")
-    case .failure(let errno) where errno != expected: throw ConformanceFailure("\(what): expected \(expected), got \(errno) (line \(line))")
+    case .failure(let errno) where errno != expected:
+        throw ConformanceFailure("\(what): expected \(expected), got \(errno) (line \(line))")
     case .failure: return
     }
 }

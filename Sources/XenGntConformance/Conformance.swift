@@ -1,5 +1,5 @@
-public import XenGnt
 import SystemPackage
+public import XenGnt
 
 /// The domains of the lab: a PV Dom0, a PV DomU and a PVH DomU, which live for the whole run,
 /// and a disposable PV DomU, the victim, which Dom0 creates for the fault cases and destroys
@@ -158,7 +158,12 @@ extension ConformanceCase {
             return ConformanceResult(caseName: name, role: role, outcome: .skip("\(role) takes no part"), duration: .zero)
         }
         if needsReferenceLibrary && !world.hasReferenceLibrary {
-            return ConformanceResult(caseName: name, role: role, outcome: .skip("needs libxengnttab on a real Xen"), duration: .zero)
+            return ConformanceResult(
+                caseName: name,
+                role: role,
+                outcome: .skip("needs libxengnttab on a real Xen"),
+                duration: .zero
+            )
         }
         let peer = Peer(role: role, caseName: name, participants: roles, world: world)
         do {
@@ -204,7 +209,8 @@ public struct Peer: Sendable {
                 }
             }
             if let reason = try await world.hasStopped(other),
-               try await world.read("\(caseName)/\(other)/\(key)", as: role) == nil {
+                try await world.read("\(caseName)/\(other)/\(key)", as: role) == nil
+            {
                 throw ConformanceFailure("\(other) stopped (\(reason)) without publishing \(key)")
             }
             if ContinuousClock.now >= deadline {

@@ -3,7 +3,9 @@ import XenGnt
 
 /// The cases, in the order every domain runs them.
 public enum ConformanceSuite {
-    public static var cases: [ConformanceCase] { grantCases + exportCases + importCases + faultCases + backendCases + drmCases + drmFlowCases }
+    public static var cases: [ConformanceCase] {
+        grantCases + exportCases + importCases + faultCases + backendCases + drmCases + drmFlowCases
+    }
 
     /// The case named `name`.
     public static func named(_ name: String) -> ConformanceCase? { cases.first { $0.name == name } }

@@ -84,11 +84,14 @@ public struct ProcessFootprint: Sendable, Hashable, CustomStringConvertible {
     /// What `self` has that `before` had not, and what it lost; empty when equal.
     public func changes(since before: ProcessFootprint) -> String {
         func diff(_ what: String, _ now: [String], _ then: [String]) -> [String] {
-            let added = Set(now).subtracting(then).sorted(), removed = Set(then).subtracting(now).sorted()
+            let added = Set(now).subtracting(then).sorted()
+            let removed = Set(then).subtracting(now).sorted()
             return (added.isEmpty ? [] : ["\(what) added: \(added.joined(separator: "; "))"])
                 + (removed.isEmpty ? [] : ["\(what) gone: \(removed.joined(separator: "; "))"])
         }
-        return (diff("descriptors", descriptors, before.descriptors) + diff("mappings", mappings, before.mappings)).joined(separator: "; ")
+        return (diff("descriptors", descriptors, before.descriptors) + diff("mappings", mappings, before.mappings)).joined(
+            separator: "; "
+        )
     }
 
     public var description: String { "\(descriptors.count) descriptors, \(mappings.count) file-backed mappings" }
@@ -129,8 +132,12 @@ public enum Holding: Sendable, Hashable, CustomStringConvertible {
         guard parts.count == 3, let first = UInt32(parts[1]) else { return nil }
         let refs = parts[2].split(separator: ",").compactMap { UInt32($0).map { GrantRef($0) } }
         switch parts[0] {
-        case "share": guard let domain = UInt16(parts[2]) else { return nil }; self = .share(pages: Int(first), with: DomainID(domain))
-        case "import": guard let domain = UInt16(parts[2]) else { return nil }; self = .importBuffer(pages: Int(first), to: DomainID(domain))
+        case "share":
+            guard let domain = UInt16(parts[2]) else { return nil }
+            self = .share(pages: Int(first), with: DomainID(domain))
+        case "import":
+            guard let domain = UInt16(parts[2]) else { return nil }
+            self = .importBuffer(pages: Int(first), to: DomainID(domain))
         case "map": self = .map(refs: refs, from: DomainID(UInt16(truncatingIfNeeded: first)))
         case "export": self = .export(refs: refs, from: DomainID(UInt16(truncatingIfNeeded: first)))
         default: return nil

@@ -58,7 +58,9 @@ enum Vxengnt {
     /// serves until cancelled. `hold` runs for a `hold` request after it was copied and before
     /// it is answered.
     static func serve(
-        _ device: BackendDevice, on system: XenSystem, counters: Counters,
+        _ device: BackendDevice,
+        on system: XenSystem,
+        counters: Counters,
         hold: (@Sendable (Request) async throws -> Void)? = nil
     ) async throws {
         let ref = try await device.grantRef("ring-ref")
@@ -77,7 +79,9 @@ enum Vxengnt {
 
     /// Takes every request, answers, publishes, and ends with the final check.
     private static func pass(
-        _ ring: inout BackRing<Request, Response>, _ channel: borrowing EventChannel, _ counters: Counters,
+        _ ring: inout BackRing<Request, Response>,
+        _ channel: borrowing EventChannel,
+        _ counters: Counters,
         _ hold: (@Sendable (Request) async throws -> Void)?
     ) async throws {
         repeat {
@@ -114,10 +118,17 @@ struct VxengntFrontend: ~Copyable {
     }
 
     /// Shares a ring page and a port with the backend and connects.
-    static func connect(type: String, id: Int, store: XenStore, system: XenSystem, timeout: Duration = .seconds(60)) async throws -> VxengntFrontend {
+    static func connect(
+        type: String,
+        id: Int,
+        store: XenStore,
+        system: XenSystem,
+        timeout: Duration = .seconds(60)
+    ) async throws -> VxengntFrontend {
         let device = try await FrontendDevice(type: type, id: id, store: store)
         let ring = try FrontRing<Vxengnt.Request, Vxengnt.Response>(
-            sharing: try GrantAllocator(on: system).share(pages: 1, with: device.backendID))
+            sharing: try GrantAllocator(on: system).share(pages: 1, with: device.backendID)
+        )
         let channel = try EventChannel.bindUnbound(remote: device.backendID, on: system)
         let entries = ["ring-ref": "\(ring.refs[0].rawValue)", "event-channel": "\(channel.port)"]
         let frontend = VxengntFrontend(device: device, ring: ring, channel: channel)
@@ -142,8 +153,11 @@ struct VxengntFrontend: ~Copyable {
             var taken = 0
             while let response = try ring.nextResponse() {
                 try check(response.sequence == expected, "response \(response.sequence) where \(expected) was next")
-                try check(response.status == 0 && response.checksum == Vxengnt.checksum(Vxengnt.request(expected, operation: operation)),
-                          "response \(expected): status \(response.status), checksum \(response.checksum)")
+                try check(
+                    response.status == 0
+                        && response.checksum == Vxengnt.checksum(Vxengnt.request(expected, operation: operation)),
+                    "response \(expected): status \(response.status), checksum \(response.checksum)"
+                )
                 expected += 1
                 taken += 1
                 progress?.set(Int(expected))

@@ -60,7 +60,9 @@ extension XenSimulation {
 
             var leftovers: [String] {
                 var items: [String] = []
-                func add(_ count: Int, _ what: String) { if count > 0 { items.append("\(count) \(what)\(count == 1 ? "" : "s")") } }
+                func add(_ count: Int, _ what: String) {
+                    if count > 0 { items.append("\(count) \(what)\(count == 1 ? "" : "s")") }
+                }
                 if state == .dying { items.append("dying") }
                 if let oops { items.append("oops: \(oops)") }
                 add(descriptors, "descriptor")
@@ -83,7 +85,8 @@ extension XenSimulation {
             /// `dom2: 1 descriptor, 1 open file, 2 grants (2 to dom1)`, or `dom2: clean`.
             public var description: String {
                 let items = leftovers
-                return "\(id)\(state == .running ? "" : " (\(state))"): " + (items.isEmpty ? "clean" : items.joined(separator: ", "))
+                return "\(id)\(state == .running ? "" : " (\(state))"): "
+                    + (items.isEmpty ? "clean" : items.joined(separator: ", "))
             }
         }
 

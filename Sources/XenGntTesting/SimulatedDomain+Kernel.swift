@@ -1,5 +1,5 @@
-public import XenGnt
 import SystemPackage
+public import XenGnt
 
 /// Acting as the domain's kernel from a test: what its frontend drivers and `/dev/xen/evtchn`
 /// would do.

@@ -1,5 +1,5 @@
-public import XenGnt
 import SystemPackage
+public import XenGnt
 
 /// A domain of a ``XenSimulation``: open devices as it with ``system`` (its main process) or a
 /// process of ``spawnProcess()``, configure its kernel with ``kernel``, and act as its kernel

@@ -41,13 +41,20 @@ public struct SimulatedFrontend<Request, Response>: ~Copyable {
     /// publishes their numbers under `ringKey` and `portKey` together with `entries`, and
     /// completes the handshake (InitWait, Initialised, Connected).
     public static func connect(
-        type: String, id: Int = 0, on system: XenSystem, pages: Int = 1,
-        ringKey: String = "ring-ref", portKey: String = "event-channel", entries: [String: String] = [:],
+        type: String,
+        id: Int = 0,
+        on system: XenSystem,
+        pages: Int = 1,
+        ringKey: String = "ring-ref",
+        portKey: String = "event-channel",
+        entries: [String: String] = [:],
         timeout: Duration = .seconds(30)
     ) async throws(XenGntError) -> SimulatedFrontend {
         let store = try XenStore(on: system)
         let device = try await FrontendDevice(type: type, id: id, store: store)
-        let ring = try FrontRing<Request, Response>(sharing: try GrantAllocator(on: system).share(pages: pages, with: device.backendID))
+        let ring = try FrontRing<Request, Response>(
+            sharing: try GrantAllocator(on: system).share(pages: pages, with: device.backendID)
+        )
         let channel = try EventChannel.bindUnbound(remote: device.backendID, on: system)
         var published = entries
         if pages == 1 {

@@ -47,8 +47,12 @@ extension XenSimulation {
         set {
             machine.withLock { machine in
                 machine.xenstored.quotas = XenStoreDaemon.Quotas(
-                    nodes: newValue.nodes, watches: newValue.watches, transactions: newValue.transactions,
-                    nodeSize: newValue.nodeSize, permissions: newValue.permissions)
+                    nodes: newValue.nodes,
+                    watches: newValue.watches,
+                    transactions: newValue.transactions,
+                    nodeSize: newValue.nodeSize,
+                    permissions: newValue.permissions
+                )
             }
         }
     }
@@ -91,8 +95,11 @@ extension XenSimulation {
     /// Adds a PV device as the toolstack does: both directories, libxl's permissions
     /// (`XenDevice.create(in:frontendEntries:backendEntries:)`), written through Dom0's
     /// xenstored socket, so domain 0 must exist.
-    public func addDevice(_ device: XenDevice, frontendEntries: [String: String] = [:],
-                          backendEntries: [String: String] = [:]) async throws(XenGntError) {
+    public func addDevice(
+        _ device: XenDevice,
+        frontendEntries: [String: String] = [:],
+        backendEntries: [String: String] = [:]
+    ) async throws(XenGntError) {
         let store = try XenStore(on: system(of: .dom0))
         do {
             try await device.create(in: store, frontendEntries: frontendEntries, backendEntries: backendEntries)

@@ -58,7 +58,11 @@ public final class XenSimulation: Sendable {
 
     /// Creates a domain running `kernel`, with a main process (``SimulatedDomain/system``).
     @discardableResult
-    public func addDomain(_ id: DomainID, type: GuestType, kernel: SimulatedKernel = SimulatedKernel()) throws(SimulationError) -> SimulatedDomain {
+    public func addDomain(
+        _ id: DomainID,
+        type: GuestType,
+        kernel: SimulatedKernel = SimulatedKernel()
+    ) throws(SimulationError) -> SimulatedDomain {
         if id.isReserved { throw SimulationError(.reservedDomain(id)) }
         return try machine.withLock { (machine) throws(SimulationError) -> SimulatedDomain in
             if machine.hypervisor.domains[id.rawValue] != nil { throw SimulationError(.domainExists(id)) }
@@ -75,7 +79,13 @@ public final class XenSimulation: Sendable {
     public func existingDomain(_ id: DomainID) -> SimulatedDomain? {
         machine.withLock { machine in
             guard let kernel = machine.kernels[id.rawValue], kernel.domain.state != .gone else { return nil }
-            return SimulatedDomain(simulation: self, id: id, type: kernel.domain.type, serial: kernel.domain.serial, mainProcess: kernel.mainSerial)
+            return SimulatedDomain(
+                simulation: self,
+                id: id,
+                type: kernel.domain.type,
+                serial: kernel.domain.serial,
+                mainProcess: kernel.mainSerial
+            )
         }
     }
 
@@ -84,8 +94,10 @@ public final class XenSimulation: Sendable {
     /// `ENODEV` while the simulation has no such domain, and with `ESRCH` once it is destroyed.
     public func system(of id: DomainID) -> XenSystem {
         let serial = machine.withLock { machine in machine.kernels[id.rawValue]?.mainSerial }
-        return XenSystem(ProcessSystemCalls(simulation: self, serial: serial.map(ProcessName.serial) ?? .mainProcess(of: id.rawValue)),
-                         domainID: id)
+        return XenSystem(
+            ProcessSystemCalls(simulation: self, serial: serial.map(ProcessName.serial) ?? .mainProcess(of: id.rawValue)),
+            domainID: id
+        )
     }
 
     /// What Xen says of domain `id`; `nil` if the simulation never had it.

@@ -30,7 +30,10 @@ final class DemoEngine: DisplayBackendEngine {
         let dom0 = try xen.addDomain(0, type: .pv)
         let domU = try xen.addDomain(1, type: .pvh)
         let (width, height) = (640, 480)
-        let config = FrontendConfiguration(backendAllocates: backendAllocates, connectors: [.init(index: 0, width: width, height: height, uniqueID: "demo")])
+        let config = FrontendConfiguration(
+            backendAllocates: backendAllocates,
+            connectors: [.init(index: 0, width: width, height: height, uniqueID: "demo")]
+        )
         let key = FrontendKey(domain: 1, device: 0)
         let headless = try HeadlessSink(directory: options.pngDirectory ?? "/tmp", policy: options.pngPolicy)
         // The simulated Dom0 has a vkms (unless --no-kms): the demo's connector is its CRTC 0,
@@ -39,20 +42,66 @@ final class DemoEngine: DisplayBackendEngine {
         defer { kms.close() }
         if let display = kms.display {
             let routes = kms.claim(key: key, name: "demo", configuration: config)
-            try await run(KMSSink(display: display, routes: routes, headless: headless, counters: counters, logger: logger,
-                                  connectorCount: config.connectors.count),
-                          config: config, key: key, dom0: dom0, domU: domU, width: width, height: height, logger: logger)
+            try await run(
+                KMSSink(
+                    display: display,
+                    routes: routes,
+                    headless: headless,
+                    counters: counters,
+                    logger: logger,
+                    connectorCount: config.connectors.count
+                ),
+                config: config,
+                key: key,
+                dom0: dom0,
+                domU: domU,
+                width: width,
+                height: height,
+                logger: logger
+            )
         } else {
-            try await run(headless, config: config, key: key, dom0: dom0, domU: domU, width: width, height: height, logger: logger)
+            try await run(
+                headless,
+                config: config,
+                key: key,
+                dom0: dom0,
+                domU: domU,
+                width: width,
+                height: height,
+                logger: logger
+            )
         }
     }
 
-    func run<Sink: DisplaySink>(_ sink: Sink, config: FrontendConfiguration, key: FrontendKey, dom0: SimulatedDomain, domU: SimulatedDomain,
-                                width: Int, height: Int, logger: Logger) async throws {
-        let resources = GrantDisplayResources(gntdev: try GrantDevice(on: dom0.system), frontend: domU.id, key: key, counters: counters,
-                                              sink: sink, system: dom0.system, pathChoice: options.bufferPath, logger: logger)
-        let box = ServerBox(DisplayDeviceServer(session: DisplaySession(configuration: config, limits: options.bufferLimits),
-                                                resources: resources, key: key, counters: counters, logger: logger))
+    func run<Sink: DisplaySink>(
+        _ sink: Sink,
+        config: FrontendConfiguration,
+        key: FrontendKey,
+        dom0: SimulatedDomain,
+        domU: SimulatedDomain,
+        width: Int,
+        height: Int,
+        logger: Logger
+    ) async throws {
+        let resources = GrantDisplayResources(
+            gntdev: try GrantDevice(on: dom0.system),
+            frontend: domU.id,
+            key: key,
+            counters: counters,
+            sink: sink,
+            system: dom0.system,
+            pathChoice: options.bufferPath,
+            logger: logger
+        )
+        let box = ServerBox(
+            DisplayDeviceServer(
+                session: DisplaySession(configuration: config, limits: options.bufferLimits),
+                resources: resources,
+                key: key,
+                counters: counters,
+                logger: logger
+            )
+        )
         let frontend = SimulatedDisplayFrontend(domain: domU, backend: dom0.id, backendAllocates: backendAllocates)
         frontend.transport = { [box, weak frontend] slot, connector in
             box.ring.requests.append(slot)
@@ -61,7 +110,12 @@ final class DemoEngine: DisplayBackendEngine {
             box.events.posted = []
             return box.ring.responses.removeFirst()
         }
-        state.withLock { $0 = Teardown(session: { box.server.disconnect(reason: "shutdown"); frontend.close() }) }
+        state.withLock {
+            $0 = Teardown(session: {
+                box.server.disconnect(reason: "shutdown")
+                frontend.close()
+            })
+        }
         for (cookie, pattern) in [(UInt64(1), TestPattern.smpte), (2, .plain)] {
             try await frontend.createBuffer(cookie, width: width, height: height)
             try frontend.draw(cookie) { pattern.pixel(x: $0, y: $1, width: width, height: height) }

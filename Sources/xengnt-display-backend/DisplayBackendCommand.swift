@@ -15,13 +15,18 @@ struct DisplayBackendCommand: AsyncParsableCommand {
             connector on a KMS CRTC (--crtc) or in the headless sink (PNG files in --png-dir). \
             SIGTERM or SIGINT: frontends are told Closing then Closed, buffers are released, the \
             counters are printed as one JSON line, exit 0. SIGUSR1: the counters' JSON line.
-            """)
+            """
+    )
 
     @OptionGroup var options: DisplayBackendOptions
 
-    @Option(name: .customLong("demo"), help: ArgumentHelp(
-        "Serve a scripted frontend on the simulated Xen in this process instead (0: frontend buffers, 1: backend buffers).",
-        valueName: "be-alloc"))
+    @Option(
+        name: .customLong("demo"),
+        help: ArgumentHelp(
+            "Serve a scripted frontend on the simulated Xen in this process instead (0: frontend buffers, 1: backend buffers).",
+            valueName: "be-alloc"
+        )
+    )
     var demo: Int?
 
     func run() async throws {
@@ -39,13 +44,16 @@ struct DisplayBackendCommand: AsyncParsableCommand {
             engine = try DisplayBackendEngines.make(options: options, logger: logger)
         }
         let backend = DisplayBackendService(engine: engine, logger: logger, countersFile: options.countersFile)
-        let group = ServiceGroup(configuration: .init(
-            services: [
-                .init(service: backend, successTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: CountersSignalService(counters: engine.counters)),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: backend, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: CountersSignalService(counters: engine.counters)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await group.run()
     }
 }

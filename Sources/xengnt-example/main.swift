@@ -9,7 +9,7 @@ import XenGntTesting
 import Glibc
 #endif
 
-let framePages = (1920 * 1080 * 4 + xenPageSize - 1) / xenPageSize   // 2025 pages
+let framePages = (1920 * 1080 * 4 + xenPageSize - 1) / xenPageSize  // 2025 pages
 
 func run() throws -> XenSimulation {
     let xen = XenSimulation()
@@ -59,7 +59,7 @@ func run() throws -> XenSimulation {
 }
 
 do {
-    let xen = try run()   // every device and owner of the run is gone now
+    let xen = try run()  // every device and owner of the run is gone now
     print("census after teardown: \(xen.census())")
 } catch {
     print("xengnt-example: \(error)")

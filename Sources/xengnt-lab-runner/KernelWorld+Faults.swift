@@ -84,7 +84,8 @@ extension KernelWorld {
     static func parseGrantDump(_ text: String) throws -> GrantDump {
         let lines = text.split(separator: "\n")
         guard let start = lines.firstIndex(where: { $0.contains("gnttab_usage_print_all [") }),
-              let end = lines.lastIndex(where: { $0.contains("gnttab_usage_print_all ]") }), start < end else {
+            let end = lines.lastIndex(where: { $0.contains("gnttab_usage_print_all ]") }), start < end
+        else {
             throw ConformanceFailure("the grant dump is incomplete (console ring too small?): \(text.suffix(300))")
         }
         var granter: DomainID?
@@ -97,7 +98,8 @@ extension KernelWorld {
                 continue
             }
             guard let open = line.firstRange(of: "[0x"), let close = line[open.upperBound...].firstIndex(of: "]"),
-                  let ref = UInt32(line[open.upperBound..<close], radix: 16), let granter else { continue }
+                let ref = UInt32(line[open.upperBound..<close], radix: 16), let granter
+            else { continue }
             let fields = line[line.index(after: close)...].split(separator: " ")
             guard fields.count >= 6, let mapper = UInt16(fields[0]), let pin = UInt32(fields[2].dropFirst(2), radix: 16) else {
                 throw ConformanceFailure("unexpected grant dump line: \(line)")

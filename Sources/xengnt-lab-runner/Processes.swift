@@ -89,7 +89,9 @@ func command(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> 
     close(child.output)
     let status = child.reap()
     guard !timedOut, status == 0 else {
-        throw RunnerError("\(arguments.joined(separator: " ")) \(timedOut ? "timed out" : "exited with status \(status >> 8)"): \(text.suffix(500))")
+        throw RunnerError(
+            "\(arguments.joined(separator: " ")) \(timedOut ? "timed out" : "exited with status \(status >> 8)"): \(text.suffix(500))"
+        )
     }
     return text
 }
@@ -111,11 +113,15 @@ struct KernelHolder: HolderProcess {
         guard let line = text.split(separator: "\n").first, line.hasPrefix("READY ") else {
             Glibc.kill(child.pid, SIGKILL)
             _ = child.reap()
-            throw ConformanceFailure("holder of \(holdings.map(\.description).joined(separator: ", ")): \(text.isEmpty ? "no answer" : String(text.prefix(500)))")
+            throw ConformanceFailure(
+                "holder of \(holdings.map(\.description).joined(separator: ", ")): \(text.isEmpty ? "no answer" : String(text.prefix(500)))"
+            )
         }
         let lists = line.dropFirst("READY ".count).split(separator: ";", omittingEmptySubsequences: false)
         let refs = lists.map { $0.split(separator: ",").compactMap { UInt32($0).map { GrantRef($0) } } }
-        guard refs.count == holdings.count else { throw ConformanceFailure("holder reported \(refs.count) ref lists for \(holdings.count) holdings") }
+        guard refs.count == holdings.count else {
+            throw ConformanceFailure("holder reported \(refs.count) ref lists for \(holdings.count) holdings")
+        }
         return KernelHolder(pid: child.pid, refs: refs)
     }
 

@@ -41,7 +41,9 @@ var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--role":
-        guard let value = arguments.next(), let parsed = LabRole(rawValue: value) else { fail("--role takes dom0, pv, pvh or victim") }
+        guard let value = arguments.next(), let parsed = LabRole(rawValue: value) else {
+            fail("--role takes dom0, pv, pvh or victim")
+        }
         role = parsed
     case "--case":
         guard let value = arguments.next() else { fail("--case takes a case name") }
@@ -92,7 +94,9 @@ do {
     fail("\(error)")
 }
 let uptime = (try? KernelWorld.readFile("/proc/uptime"))?.split(separator: " ").first ?? "?"
-emit("INFO runner \(role) domid \(world.domainID(of: role).rawValue) guest \(XenCapabilities.probe().guestType?.rawValue ?? "?") uptime \(uptime)s")
+emit(
+    "INFO runner \(role) domid \(world.domainID(of: role).rawValue) guest \(XenCapabilities.probe().guestType?.rawValue ?? "?") uptime \(uptime)s"
+)
 
 var passed = 0
 var failed = 0

@@ -13,7 +13,9 @@ import XenDisplayBackend
             "--crtc", "0=xengnt-display:0:0", "--crtc", "1=7", "--png-dir", "/tmp/frames", "--png-every", "30",
             "--frontend", "7", "--buffer-path", "copy", "--max-buffer-mib", "16", "--log-level", "debug",
         ])
-        #expect(options.crtcAssignments == [CrtcAssignment(crtc: 0, domain: "xengnt-display"), CrtcAssignment(crtc: 1, domain: "7")])
+        #expect(
+            options.crtcAssignments == [CrtcAssignment(crtc: 0, domain: "xengnt-display"), CrtcAssignment(crtc: 1, domain: "7")]
+        )
         #expect(options.crtcAssignments[1].matches(domainID: 7, name: nil, device: 0, connector: 0))
         #expect(!options.crtcAssignments[1].matches(domainID: 7, name: nil, device: 0, connector: 1))
         #expect(options.pngPolicy == .every(30))
@@ -30,7 +32,8 @@ import XenDisplayBackend
 
     @Test(arguments: [
         ["--crtc", "x=1"], ["--crtc", "0=1:a"], ["--crtc", "0="], ["--crtc", "0=1", "--crtc", "0=2"],
-        ["--crtc", "0=1", "--crtc", "1=1"], ["--headless", "--crtc", "0=1"], ["--no-kms", "--crtc", "0=1"], ["--png-every", "-1"],
+        ["--crtc", "0=1", "--crtc", "1=1"], ["--headless", "--crtc", "0=1"], ["--no-kms", "--crtc", "0=1"],
+        ["--png-every", "-1"],
         ["--max-buffer-mib", "0"], ["--log-level", "loud"], ["--buffer-path", "zero"],
     ])
     func refusesBadOptions(_ arguments: [String]) {
@@ -54,7 +57,11 @@ import XenDisplayBackend
     @Test func gracefulShutdownTearsDownAndPrintsTheCounters() async throws {
         let engine = RecordingEngine()
         let lines = Mutex<[String]>([])
-        let service = DisplayBackendService(engine: engine, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), output: { line in lines.withLock { $0.append(line) } })
+        let service = DisplayBackendService(
+            engine: engine,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            output: { line in lines.withLock { $0.append(line) } }
+        )
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await service.run() }
@@ -70,7 +77,10 @@ import XenDisplayBackend
     }
 
     @Test func theEngineServesXen() throws {
-        let engine = try DisplayBackendEngines.make(options: DisplayBackendOptions(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let engine = try DisplayBackendEngines.make(
+            options: DisplayBackendOptions(),
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
         #expect(engine is XenDisplayEngine)
     }
 }

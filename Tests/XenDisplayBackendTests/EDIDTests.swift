@@ -11,14 +11,14 @@ import XenDisplayBackend
         #expect(edid.bytes[18] == 1 && edid.bytes[19] == 4)
         let mode = try #require(EDID.preferredMode(edid.bytes))
         #expect(mode.width == width && mode.height == height)
-        if width >= 640, width * height <= 1920 * 1080 { #expect(mode.refreshHz == 60) }   // 1x1 rounds to 58
+        if width >= 640, width * height <= 1920 * 1080 { #expect(mode.refreshHz == 60) }  // 1x1 rounds to 58
         #expect(edid.bytes[126] == 0)
     }
 
     @Test func namesTheManufacturerAndSerial() throws {
         let a = try #require(EDID(width: 640, height: 480, uniqueID: "id0"))
         let b = try #require(EDID(width: 640, height: 480, uniqueID: "id1"))
-        #expect(a.bytes[8] == 0x60 && a.bytes[9] == 0xae)   // "XEN"
+        #expect(a.bytes[8] == 0x60 && a.bytes[9] == 0xae)  // "XEN"
         #expect(a.bytes[12..<16] != b.bytes[12..<16])
         #expect(String(decoding: a.bytes[77..<87], as: UTF8.self) == "Xen vdispl")
     }
@@ -39,8 +39,12 @@ import XenDisplayBackend
         let config = try FrontendConfiguration.read { store[$0] }
         #expect(config.backendAllocates)
         #expect(config.version == 1)
-        #expect(config.connectors == [.init(index: 0, width: 640, height: 480, uniqueID: "id0"),
-                                      .init(index: 1, width: 800, height: 600)])
+        #expect(
+            config.connectors == [
+                .init(index: 0, width: 640, height: 480, uniqueID: "id0"),
+                .init(index: 1, width: 800, height: 600),
+            ]
+        )
     }
 
     @Test func versionsAndDefaults() throws {

@@ -28,9 +28,13 @@ import XenDisplayBackend
             var directory = Directory()
             let dirPages = PageDirectory.directoryPages(forBufferPages: pages)
             for d in 0..<dirPages {
-                let first = d * 1023, count = min(1023, pages - first)
-                directory.add(UInt32(10 + d), next: d + 1 < dirPages ? UInt32(11 + d) : 0,
-                              refs: (0..<count).map { UInt32(1000 + first + $0) })
+                let first = d * 1023
+                let count = min(1023, pages - first)
+                directory.add(
+                    UInt32(10 + d),
+                    next: d + 1 < dirPages ? UInt32(11 + d) : 0,
+                    refs: (0..<count).map { UInt32(1000 + first + $0) }
+                )
             }
             return directory
         }
@@ -39,7 +43,9 @@ import XenDisplayBackend
     @Test(arguments: [1, 300, 1023, 1024, 2025, 4000])
     func readsAChain(pages: Int) throws {
         var directory = Directory.linked(pages: pages)
-        let (refs, visited) = try PageDirectory.readRefs(start: 10, pageCount: pages) { (ref) throws(DisplayRefusal) in try directory.read(ref) }
+        let (refs, visited) = try PageDirectory.readRefs(start: 10, pageCount: pages) { (ref) throws(DisplayRefusal) in
+            try directory.read(ref)
+        }
         #expect(refs == (0..<pages).map { UInt32(1000 + $0) })
         #expect(visited == directory.reads)
         #expect(visited.count == PageDirectory.directoryPages(forBufferPages: pages))
@@ -59,20 +65,20 @@ import XenDisplayBackend
     @Test func refusesAShortChainAZeroRefAndAnUngrantedPage() {
         var directory = Directory()
         directory.add(10, next: 0, refs: Array(repeating: 5, count: 1023))
-        #expect(throws: DisplayRefusal.self) {   // ends after one page of two
+        #expect(throws: DisplayRefusal.self) {  // ends after one page of two
             _ = try PageDirectory.readRefs(start: 10, pageCount: 1024) { (ref) throws(DisplayRefusal) in try directory.read(ref) }
         }
-        #expect(throws: DisplayRefusal.self) {   // a directory ref of 0
+        #expect(throws: DisplayRefusal.self) {  // a directory ref of 0
             _ = try PageDirectory.readRefs(start: 0, pageCount: 1) { (ref) throws(DisplayRefusal) in try directory.read(ref) }
         }
         directory.add(20, next: 0, refs: [5, 0, 7])
-        #expect(throws: DisplayRefusal.self) {   // a buffer ref of 0
+        #expect(throws: DisplayRefusal.self) {  // a buffer ref of 0
             _ = try PageDirectory.readRefs(start: 20, pageCount: 3) { (ref) throws(DisplayRefusal) in try directory.read(ref) }
         }
-        #expect(throws: DisplayRefusal.self) {   // not granted
+        #expect(throws: DisplayRefusal.self) {  // not granted
             _ = try PageDirectory.readRefs(start: 99, pageCount: 3) { (ref) throws(DisplayRefusal) in try directory.read(ref) }
         }
-        #expect(throws: DisplayRefusal.self) {   // no pages
+        #expect(throws: DisplayRefusal.self) {  // no pages
             _ = try PageDirectory.readRefs(start: 10, pageCount: 0) { (ref) throws(DisplayRefusal) in try directory.read(ref) }
         }
     }

@@ -14,31 +14,58 @@ import XenDisplayBackend
     }
 
     @Test func decodesBufferCreateAtDisplifOffsets() {
-        let bytes = slot([(0, 0x1234, 2), (2, 0x10, 1), (8, 0xdead_beef_0000_0001, 8), (16, 640, 4), (20, 480, 4),
-                          (24, 32, 4), (28, 1_228_800, 4), (32, 1, 4), (36, 77, 4), (40, 4096, 4)])
+        let bytes = slot([
+            (0, 0x1234, 2), (2, 0x10, 1), (8, 0xdead_beef_0000_0001, 8), (16, 640, 4), (20, 480, 4),
+            (24, 32, 4), (28, 1_228_800, 4), (32, 1, 4), (36, 77, 4), (40, 4096, 4),
+        ])
         let request = DisplayRequest(decoding: bytes)
         #expect(request.id == 0x1234)
         #expect(request.operation == .dbufCreate)
-        let expected = DisplayRequest.BufferCreate(bufferCookie: 0xdead_beef_0000_0001, width: 640, height: 480, bitsPerPixel: 32,
-                                                   bufferSize: 1_228_800, flags: 1, directoryRef: 77, dataOffset: 4096)
+        let expected = DisplayRequest.BufferCreate(
+            bufferCookie: 0xdead_beef_0000_0001,
+            width: 640,
+            height: 480,
+            bitsPerPixel: 32,
+            bufferSize: 1_228_800,
+            flags: 1,
+            directoryRef: 77,
+            dataOffset: 4096
+        )
         #expect(request.body == .bufferCreate(expected))
         #expect(expected.backendAllocates)
         #expect(request.encoded == bytes)
     }
 
     @Test func decodesEveryOperation() {
-        let attach = DisplayRequest(decoding: slot([(2, 0x12, 1), (8, 5, 8), (16, 6, 8), (24, 640, 4), (28, 480, 4), (32, 0x3432_5258, 4)]))
-        #expect(attach.body == .framebufferAttach(.init(bufferCookie: 5, framebufferCookie: 6, width: 640, height: 480, pixelFormat: 0x3432_5258)))
-        let config = DisplayRequest(decoding: slot([(2, 0x14, 1), (8, 6, 8), (16, 1, 4), (20, 2, 4), (24, 640, 4), (28, 480, 4), (32, 32, 4)]))
-        #expect(config.body == .setConfiguration(.init(framebufferCookie: 6, x: 1, y: 2, width: 640, height: 480, bitsPerPixel: 32)))
+        let attach = DisplayRequest(
+            decoding: slot([(2, 0x12, 1), (8, 5, 8), (16, 6, 8), (24, 640, 4), (28, 480, 4), (32, 0x3432_5258, 4)])
+        )
+        #expect(
+            attach.body
+                == .framebufferAttach(
+                    .init(bufferCookie: 5, framebufferCookie: 6, width: 640, height: 480, pixelFormat: 0x3432_5258)
+                )
+        )
+        let config = DisplayRequest(
+            decoding: slot([(2, 0x14, 1), (8, 6, 8), (16, 1, 4), (20, 2, 4), (24, 640, 4), (28, 480, 4), (32, 32, 4)])
+        )
+        #expect(
+            config.body == .setConfiguration(.init(framebufferCookie: 6, x: 1, y: 2, width: 640, height: 480, bitsPerPixel: 32))
+        )
         #expect(DisplayRequest(decoding: slot([(2, 0x15, 1), (8, 6, 8)])).body == .pageFlip(framebufferCookie: 6))
         #expect(DisplayRequest(decoding: slot([(2, 0x11, 1), (8, 5, 8)])).body == .bufferDestroy(bufferCookie: 5))
         #expect(DisplayRequest(decoding: slot([(2, 0x13, 1), (8, 6, 8)])).body == .framebufferDetach(framebufferCookie: 6))
-        #expect(DisplayRequest(decoding: slot([(2, 0x16, 1), (8, 32768, 4), (12, 9, 4)])).body == .getEdid(.init(bufferSize: 32768, directoryRef: 9)))
+        #expect(
+            DisplayRequest(decoding: slot([(2, 0x16, 1), (8, 32768, 4), (12, 9, 4)])).body
+                == .getEdid(.init(bufferSize: 32768, directoryRef: 9))
+        )
         let unknown = DisplayRequest(decoding: slot([(0, 7, 2), (2, 0x42, 1)]))
         #expect(unknown.body == .unknown)
         #expect(unknown.operation.rawValue == 0x42)
-        #expect(DisplayResponse(answering: unknown, .notSupported).encoded == slot([(0, 7, 2), (2, 0x42, 1), (4, UInt64(UInt32(bitPattern: -95)), 4)]))
+        #expect(
+            DisplayResponse(answering: unknown, .notSupported).encoded
+                == slot([(0, 7, 2), (2, 0x42, 1), (4, UInt64(UInt32(bitPattern: -95)), 4)])
+        )
     }
 
     @Test func shortAndLongInputIsASlot() {
@@ -59,9 +86,24 @@ import XenDisplayBackend
 
     // MARK: DBUF_CREATE's checks
 
-    func create(width: UInt32 = 640, height: UInt32 = 480, bpp: UInt32 = 32, size: UInt32 = 640 * 480 * 4, offset: UInt32 = 0)
-        -> DisplayRequest.BufferCreate {
-        .init(bufferCookie: 1, width: width, height: height, bitsPerPixel: bpp, bufferSize: size, directoryRef: 8, dataOffset: offset)
+    func create(
+        width: UInt32 = 640,
+        height: UInt32 = 480,
+        bpp: UInt32 = 32,
+        size: UInt32 = 640 * 480 * 4,
+        offset: UInt32 = 0
+    )
+        -> DisplayRequest.BufferCreate
+    {
+        .init(
+            bufferCookie: 1,
+            width: width,
+            height: height,
+            bitsPerPixel: bpp,
+            bufferSize: size,
+            directoryRef: 8,
+            dataOffset: offset
+        )
     }
 
     @Test func acceptsWhatTheLinuxFrontendSends() throws {
@@ -81,7 +123,11 @@ import XenDisplayBackend
         let width: UInt32, height: UInt32, bpp: UInt32, size: UInt32, offset: UInt32
         let description: String
         init(_ width: UInt32, _ height: UInt32, _ bpp: UInt32, _ size: UInt32, _ offset: UInt32, _ description: String) {
-            self.width = width; self.height = height; self.bpp = bpp; self.size = size; self.offset = offset
+            self.width = width
+            self.height = height
+            self.bpp = bpp
+            self.size = size
+            self.offset = offset
             self.description = description
         }
     }

@@ -40,7 +40,13 @@ import XenGnt
             return (0..<UInt32(layout.pageCount)).map { nextGrant + $0 }
         }
         mutating func releaseBuffer(_ cookie: UInt64) { log.append("release buffer \(cookie)") }
-        mutating func attachFramebuffer(_ cookie: UInt64, buffer: UInt64, width: Int, height: Int, format: DisplayPixelFormat) throws(DisplayRefusal) {
+        mutating func attachFramebuffer(
+            _ cookie: UInt64,
+            buffer: UInt64,
+            width: Int,
+            height: Int,
+            format: DisplayPixelFormat
+        ) throws(DisplayRefusal) {
             log.append("fb \(cookie) on \(buffer)")
         }
         mutating func releaseFramebuffer(_ cookie: UInt64) { log.append("release fb \(cookie)") }
@@ -58,12 +64,34 @@ import XenGnt
     let bufferBytes = UInt32(640 * 480 * 4)
 
     func create(_ cookie: UInt64, dir: UInt32 = 10, flags: UInt32 = 0, id: UInt16 = 0) -> DisplayRequest {
-        DisplayRequest(id: id, .bufferCreate(.init(bufferCookie: cookie, width: 640, height: 480, bitsPerPixel: 32,
-                                                     bufferSize: bufferBytes, flags: flags, directoryRef: dir)))
+        DisplayRequest(
+            id: id,
+            .bufferCreate(
+                .init(
+                    bufferCookie: cookie,
+                    width: 640,
+                    height: 480,
+                    bitsPerPixel: 32,
+                    bufferSize: bufferBytes,
+                    flags: flags,
+                    directoryRef: dir
+                )
+            )
+        )
     }
     func attach(_ fb: UInt64, to buffer: UInt64) -> DisplayRequest {
-        DisplayRequest(id: 1, .framebufferAttach(.init(bufferCookie: buffer, framebufferCookie: fb, width: 640, height: 480,
-                                                         pixelFormat: DisplayPixelFormat.xrgb8888.rawValue)))
+        DisplayRequest(
+            id: 1,
+            .framebufferAttach(
+                .init(
+                    bufferCookie: buffer,
+                    framebufferCookie: fb,
+                    width: 640,
+                    height: 480,
+                    pixelFormat: DisplayPixelFormat.xrgb8888.rawValue
+                )
+            )
+        )
     }
     func configure(_ fb: UInt64) -> DisplayRequest {
         DisplayRequest(id: 2, .setConfiguration(.init(framebufferCookie: fb, width: 640, height: 480, bitsPerPixel: 32)))
@@ -84,7 +112,11 @@ import XenGnt
         var session = connected(&resources)
         #expect(resources.log == ["attach 1 300", "fb 2 on 1", "configure 0 2"])
         for n in 0..<3 {
-            let (response, outcome) = session.handle(DisplayRequest(id: UInt16(10 + n), .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources)
+            let (response, outcome) = session.handle(
+                DisplayRequest(id: UInt16(10 + n), .pageFlip(framebufferCookie: 2)),
+                connector: 0,
+                resources: &resources
+            )
             #expect(response == DisplayResponse(id: UInt16(10 + n), operation: .pageFlip, status: .ok))
             #expect(outcome == .flipEvent(connector: 0, DisplayEvent(id: UInt16(n), framebufferCookie: 2)))
         }
@@ -94,18 +126,29 @@ import XenGnt
         var resources = FakeResources()
         resources.flipsShowAtOnce = false
         var session = connected(&resources)
-        #expect(session.handle(DisplayRequest(id: 5, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources).outcome == .none)
-        #expect(session.handle(DisplayRequest(id: 6, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources).response.status == .busy)
+        #expect(
+            session.handle(DisplayRequest(id: 5, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources).outcome
+                == .none
+        )
+        #expect(
+            session.handle(DisplayRequest(id: 6, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources).response
+                .status == .busy
+        )
         #expect(session.flipCompleted(connector: 0) == DisplayEvent(id: 0, framebufferCookie: 2))
         #expect(session.flipCompleted(connector: 0) == nil)
         // A reconfiguration (or turning the connector off) while a flip is pending posts its
         // event at once, with the next id.
         _ = session.handle(DisplayRequest(id: 7, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources)
-        #expect(session.handle(configure(2), connector: 0, resources: &resources).outcome
-                == .flipEvent(connector: 0, DisplayEvent(id: 1, framebufferCookie: 2)))
+        #expect(
+            session.handle(configure(2), connector: 0, resources: &resources).outcome
+                == .flipEvent(connector: 0, DisplayEvent(id: 1, framebufferCookie: 2))
+        )
         _ = session.handle(DisplayRequest(id: 8, .pageFlip(framebufferCookie: 2)), connector: 0, resources: &resources)
         let off = DisplayRequest(id: 9, .setConfiguration(.init(framebufferCookie: 0, width: 0, height: 0, bitsPerPixel: 0)))
-        #expect(session.handle(off, connector: 0, resources: &resources).outcome == .flipEvent(connector: 0, DisplayEvent(id: 2, framebufferCookie: 2)))
+        #expect(
+            session.handle(off, connector: 0, resources: &resources).outcome
+                == .flipEvent(connector: 0, DisplayEvent(id: 2, framebufferCookie: 2))
+        )
         #expect(session.connectors[0].configured == nil)
     }
 
@@ -124,15 +167,48 @@ import XenGnt
         #expect(status(create(1)) == .ok)
         #expect(status(create(1)) == .exists)
         #expect(status(attach(2, to: 1)) == .ok)
-        #expect(status(DisplayRequest(id: 0, .pageFlip(framebufferCookie: 2))) == .invalid)   // before SET_CONFIG
-        #expect(status(DisplayRequest(id: 0, .bufferDestroy(bufferCookie: 1))) == .busy)      // fb attached
-        #expect(status(configure(2), connector: 1) == .invalid)                                // no such ring
+        #expect(status(DisplayRequest(id: 0, .pageFlip(framebufferCookie: 2))) == .invalid)  // before SET_CONFIG
+        #expect(status(DisplayRequest(id: 0, .bufferDestroy(bufferCookie: 1))) == .busy)  // fb attached
+        #expect(status(configure(2), connector: 1) == .invalid)  // no such ring
         #expect(status(create(3, flags: DisplayProtocol.flagRequestAllocation)) == .invalid)  // be-alloc=0
         #expect(status(DisplayRequest(id: 0, .unknown, operation: DisplayOperation(rawValue: 0x99))) == .notSupported)
-        #expect(status(DisplayRequest(id: 0, .setConfiguration(.init(framebufferCookie: 2, x: UInt32.max, width: 2, height: 480, bitsPerPixel: 32)))) == .invalid)
-        #expect(status(DisplayRequest(id: 0, .setConfiguration(.init(framebufferCookie: 2, width: 640, height: 480, bitsPerPixel: 16)))) == .invalid)
-        #expect(status(DisplayRequest(id: 0, .framebufferAttach(.init(bufferCookie: 1, framebufferCookie: 9, width: 641, height: 480, pixelFormat: DisplayPixelFormat.xrgb8888.rawValue)))) == .invalid)
-        #expect(status(DisplayRequest(id: 0, .framebufferAttach(.init(bufferCookie: 1, framebufferCookie: 9, width: 64, height: 48, pixelFormat: 0x1234)))) == .invalid)
+        #expect(
+            status(
+                DisplayRequest(
+                    id: 0,
+                    .setConfiguration(.init(framebufferCookie: 2, x: UInt32.max, width: 2, height: 480, bitsPerPixel: 32))
+                )
+            ) == .invalid
+        )
+        #expect(
+            status(
+                DisplayRequest(id: 0, .setConfiguration(.init(framebufferCookie: 2, width: 640, height: 480, bitsPerPixel: 16)))
+            ) == .invalid
+        )
+        #expect(
+            status(
+                DisplayRequest(
+                    id: 0,
+                    .framebufferAttach(
+                        .init(
+                            bufferCookie: 1,
+                            framebufferCookie: 9,
+                            width: 641,
+                            height: 480,
+                            pixelFormat: DisplayPixelFormat.xrgb8888.rawValue
+                        )
+                    )
+                )
+            ) == .invalid
+        )
+        #expect(
+            status(
+                DisplayRequest(
+                    id: 0,
+                    .framebufferAttach(.init(bufferCookie: 1, framebufferCookie: 9, width: 64, height: 48, pixelFormat: 0x1234))
+                )
+            ) == .invalid
+        )
         #expect(session.liveBuffers == [1])
         #expect(session.liveFramebuffers == [2])
         #expect(status(DisplayRequest(id: 0, .framebufferDetach(framebufferCookie: 2))) == .ok)
@@ -142,7 +218,7 @@ import XenGnt
 
     @Test func aBadDirectoryKeepsNothing() {
         var resources = FakeResources()
-        resources.addDirectory(10, next: 0, refs: [1, 2, 3])     // 300 pages named, 1023 slots read: refs 0 after the 3rd
+        resources.addDirectory(10, next: 0, refs: [1, 2, 3])  // 300 pages named, 1023 slots read: refs 0 after the 3rd
         var session = DisplaySession(configuration: config)
         #expect(session.handle(create(1), connector: 0, resources: &resources).response.status == .invalid)
         #expect(session.handle(create(1, dir: 77), connector: 0, resources: &resources).response.status == .fault)
@@ -155,14 +231,24 @@ import XenGnt
         resources.addDirectory(10, refs: [])
         let beConfig = FrontendConfiguration(backendAllocates: true, connectors: [.init(index: 0, width: 640, height: 480)])
         var session = DisplaySession(configuration: beConfig)
-        let response = session.handle(create(1, flags: DisplayProtocol.flagRequestAllocation), connector: 0, resources: &resources).response
+        let response = session.handle(
+            create(1, flags: DisplayProtocol.flagRequestAllocation),
+            connector: 0,
+            resources: &resources
+        ).response
         #expect(response.status == .ok)
         #expect(resources.written[10] == (0..<300).map { 5000 + $0 })
         // A directory the frontend did not grant: the allocation is released again.
-        #expect(session.handle(create(2, dir: 99, flags: DisplayProtocol.flagRequestAllocation), connector: 0, resources: &resources).response.status == .fault)
+        #expect(
+            session.handle(create(2, dir: 99, flags: DisplayProtocol.flagRequestAllocation), connector: 0, resources: &resources)
+                .response.status == .fault
+        )
         #expect(resources.log.suffix(2) == ["allocate 2 300", "release buffer 2"])
         resources.failAllocation = true
-        #expect(session.handle(create(3, flags: DisplayProtocol.flagRequestAllocation), connector: 0, resources: &resources).response.status == .noMemory)
+        #expect(
+            session.handle(create(3, flags: DisplayProtocol.flagRequestAllocation), connector: 0, resources: &resources).response
+                .status == .noMemory
+        )
         #expect(session.liveBuffers == [1])
     }
 
@@ -170,10 +256,20 @@ import XenGnt
         var resources = FakeResources()
         resources.addDirectory(20, refs: (0..<8).map { 200 + $0 })
         var session = DisplaySession(configuration: config)
-        let (response, _) = session.handle(DisplayRequest(id: 4, .getEdid(.init(bufferSize: 32768, directoryRef: 20))), connector: 0, resources: &resources)
+        let (response, _) = session.handle(
+            DisplayRequest(id: 4, .getEdid(.init(bufferSize: 32768, directoryRef: 20))),
+            connector: 0,
+            resources: &resources
+        )
         #expect(response == DisplayResponse(id: 4, operation: .getEdid, status: .ok, edidSize: 128))
         #expect(EDID.preferredMode(resources.edid)?.width == 640)
-        #expect(session.handle(DisplayRequest(id: 5, .getEdid(.init(bufferSize: 4096, directoryRef: 20))), connector: 0, resources: &resources).response.status == .invalid)
+        #expect(
+            session.handle(
+                DisplayRequest(id: 5, .getEdid(.init(bufferSize: 4096, directoryRef: 20))),
+                connector: 0,
+                resources: &resources
+            ).response.status == .invalid
+        )
     }
 
     @Test func tearDownReleasesInOrderAndRestartsEventIDs() {
@@ -205,7 +301,10 @@ import XenGnt
     @Test func aRefusedCommitFallsBackToCopyingOnlyInAuto() {
         let refusal = XenGntError(.kernel, .mapGrants)
         var auto = BufferPathPolicy(choice: .auto, backendGuest: .pvh, sinkTakesExports: true)
-        guard case .copy(let reason)? = auto.exportRefused(refusal) else { Issue.record("no fallback"); return }
+        guard case .copy(let reason)? = auto.exportRefused(refusal) else {
+            Issue.record("no fallback")
+            return
+        }
         #expect(reason.contains("refused"))
         #expect(auto.decision != .export)
         var forced = BufferPathPolicy(choice: .export, backendGuest: .pvh, sinkTakesExports: true)

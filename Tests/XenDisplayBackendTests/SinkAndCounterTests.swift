@@ -11,7 +11,10 @@ import XenDisplayBackend
         for y in 0..<2 {
             for (x, c) in colours.enumerated() {
                 let i = 4 + y * 24 + x * 4
-                bytes[i] = c.2; bytes[i + 1] = c.1; bytes[i + 2] = c.0; bytes[i + 3] = 0xee
+                bytes[i] = c.2
+                bytes[i + 1] = c.1
+                bytes[i + 2] = c.0
+                bytes[i + 3] = 0xee
             }
         }
         try bytes.withUnsafeBytes { raw in
@@ -28,10 +31,10 @@ import XenDisplayBackend
         #expect(DisplayPixelFormat.xrgb8888.rawValue == 0x3432_5258)
         #expect(DisplayPixelFormat.xrgb8888.description == "XR24")
         [UInt8](repeating: 0, count: 10).withUnsafeBytes { raw in
-            #expect(FrameView(bytes: raw, width: 4, height: 2, pitch: 16, format: .xrgb8888) == nil)   // past the end
+            #expect(FrameView(bytes: raw, width: 4, height: 2, pitch: 16, format: .xrgb8888) == nil)  // past the end
             #expect(FrameView(bytes: raw, width: 1, height: 1, pitch: 4, format: .init(rawValue: 1)) == nil)
         }
-        let rgb565: [UInt8] = [0x00, 0xf8, 0xe0, 0x07]   // red, green
+        let rgb565: [UInt8] = [0x00, 0xf8, 0xe0, 0x07]  // red, green
         rgb565.withUnsafeBytes { raw in
             let view = FrameView(bytes: raw, width: 2, height: 1, pitch: 4, format: .rgb565)!
             #expect(view.rgb(x: 0, y: 0) == (255, 0, 0))
@@ -68,9 +71,17 @@ import XenDisplayBackend
 
     @Test func countersAsOneJSONLine() {
         let counters = DisplayCounters()
-        let a = FrontendKey(domain: 2, device: 0), b = FrontendKey(domain: 1, device: 0)
-        counters.update(a) { $0.framesShown += 3; $0.path = .copied; $0.bytesCopied += 100 }
-        counters.update(b) { $0.framesShown += 1; $0.path = .backendAllocated }
+        let a = FrontendKey(domain: 2, device: 0)
+        let b = FrontendKey(domain: 1, device: 0)
+        counters.update(a) {
+            $0.framesShown += 3
+            $0.path = .copied
+            $0.bytesCopied += 100
+        }
+        counters.update(b) {
+            $0.framesShown += 1
+            $0.path = .backendAllocated
+        }
         let line = counters.jsonLine()
         #expect(!line.contains("\n"))
         #expect(line.hasPrefix("{\"frontends\":[{\"domain\":1,\"device\":0,\"path\":\"backend-allocated\",\"frames_shown\":1,"))

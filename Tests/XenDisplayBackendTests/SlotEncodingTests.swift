@@ -32,7 +32,7 @@ import XenDisplayBackend
         #expect(DisplayRequest(decoding: slot) == request)
         #expect(DisplayRequest(decoding: slot + [1, 2, 3]) == request)
         #expect(DisplayRequest(decoding: Array(slot.prefix(16))) == request)
-        let cut = DisplayRequest(decoding: Array(slot.prefix(12)))   // the cookie's high half missing: zero
+        let cut = DisplayRequest(decoding: Array(slot.prefix(12)))  // the cookie's high half missing: zero
         #expect(cut.body == .pageFlip(framebufferCookie: 0x5566_7788))
         #expect(DisplayRequest(decoding: [UInt8]()).id == 0)
     }

@@ -12,8 +12,13 @@ typealias TestFrontend = SimulatedFrontend<cxb_vxengnt_request, cxb_vxengnt_resp
 @Sendable func echo(_ device: BackendDevice, on system: XenSystem) async throws {
     let gntdev = try GrantDevice(on: system)
     var ring = try BackRing<cxb_vxengnt_request, cxb_vxengnt_response>(
-        mapping: try gntdev.map([try await device.grantRef("ring-ref")], from: device.frontendID))
-    let channel = try EventChannel.bindInterdomain(remote: device.frontendID, port: try await device.port("event-channel"), on: system)
+        mapping: try gntdev.map([try await device.grantRef("ring-ref")], from: device.frontendID)
+    )
+    let channel = try EventChannel.bindInterdomain(
+        remote: device.frontendID,
+        port: try await device.port("event-channel"),
+        on: system
+    )
     try await device.setConnected()
     for try await _ in channel.notifications {
         let (_, notify) = try ring.serve { request in
@@ -51,13 +56,21 @@ extension Simulated {
     /// The device lifecycle on the simulator, with SimulatedFrontend as the frontends.
     @Suite(.noDescriptorLeaks) struct BackendLifecycle {
         /// Runs an echo backend for `vxengnt` in Dom0 while `body` runs, then shuts it down.
-        func withBackend(_ host: Host, observed: Observed, prepare: @escaping Backend.Serve = { _ in },
-                         serve: Backend.Serve? = nil, _ body: () async throws -> Void) async throws {
+        func withBackend(
+            _ host: Host,
+            observed: Observed,
+            prepare: @escaping Backend.Serve = { _ in },
+            serve: Backend.Serve? = nil,
+            _ body: () async throws -> Void
+        ) async throws {
             let store = try XenStore(on: host.dom0.system)
             let system = host.dom0.system
             let backend = Task {
-                try await Backend(type: "vxengnt", store: store).run(observe: observed.append, prepare: prepare,
-                                                                    serve: serve ?? { try await echo($0, on: system) })
+                try await Backend(type: "vxengnt", store: store).run(
+                    observe: observed.append,
+                    prepare: prepare,
+                    serve: serve ?? { try await echo($0, on: system) }
+                )
             }
             do {
                 try await body()
@@ -91,8 +104,8 @@ extension Simulated {
                 var one = try await TestFrontend.connect(type: "vxengnt", on: host.xen.system(of: 1))
                 var three = try await TestFrontend.connect(type: "vxengnt", on: host.xen.system(of: 3))
                 try await exchange(&one, 10)
-                try await three.close()                                    // one closes...
-                try await exchange(&one, 10)                               // ...the others go on
+                try await three.close()  // one closes...
+                try await exchange(&one, 10)  // ...the others go on
                 var four = try await TestFrontend.connect(type: "vxengnt", on: host.xen.system(of: 4))
                 try await exchange(&four, 5)
                 three = try await TestFrontend.connect(type: "vxengnt", on: host.xen.system(of: 3))  // and it reconnects
@@ -129,13 +142,22 @@ extension Simulated {
             let observed = Observed()
             let attempts = Locked(0)
             let system = host.dom0.system
-            try await withBackend(host, observed: observed, serve: { device in
-                if attempts.withLock({ $0 += 1; return $0 }) == 1 {
-                    throw XenGntError(.invalidDevice, .deviceLifecycle, detail: "the first connection fails")
+            try await withBackend(
+                host,
+                observed: observed,
+                serve: { device in
+                    if attempts.withLock({
+                        $0 += 1
+                        return $0
+                    }) == 1 {
+                        throw XenGntError(.invalidDevice, .deviceLifecycle, detail: "the first connection fails")
+                    }
+                    try await echo(device, on: system)
                 }
-                try await echo(device, on: system)
-            }) {
-                let refused = await failure { _ = try await TestFrontend.connect(type: "vxengnt", on: host.frontend.system, timeout: .seconds(5)) }
+            ) {
+                let refused = await failure {
+                    _ = try await TestFrontend.connect(type: "vxengnt", on: host.frontend.system, timeout: .seconds(5))
+                }
                 #expect(refused?.code == .peerClosed)
                 try await observed.wait(for: "serving failed")
                 var frontend = try await TestFrontend.connect(type: "vxengnt", on: host.frontend.system)
@@ -149,22 +171,32 @@ extension Simulated {
             try await host.xen.addDevice(XenDevice(type: "vxengnt", frontend: 1, backend: .dom0, id: 0))
             let observed = Observed()
             var frontend: TestFrontend?
-            try await withBackend(host, observed: observed, prepare: { device in
-                try await device.writeBackend("feature-echo", "1")
-            }) {
+            try await withBackend(
+                host,
+                observed: observed,
+                prepare: { device in
+                    try await device.writeBackend("feature-echo", "1")
+                }
+            ) {
                 frontend = try await TestFrontend.connect(type: "vxengnt", on: host.frontend.system)
                 #expect(host.xen.xenstoreValue("/local/domain/0/backend/vxengnt/1/0/feature-echo") == "1")
             }
             #expect(observed.contains("torn down (backend shutting down)"))
             #expect(host.xen.xenstoreValue("/local/domain/0/backend/vxengnt/1/0/state") == "6")
-            #expect(observed.all.filter { $0.contains("backend state") }.suffix(2) == ["vxengnt/1/0: backend state Closing", "vxengnt/1/0: backend state Closed"])
+            #expect(
+                observed.all.filter { $0.contains("backend state") }.suffix(2) == [
+                    "vxengnt/1/0: backend state Closing", "vxengnt/1/0: backend state Closed",
+                ]
+            )
             try await frontend.take()?.close()
         }
 
         @Test func aDeviceWhoseDirectoriesDisagreeIsRejected() async throws {
             let host = try Host()
-            try await host.xen.addDevice(XenDevice(type: "vxengnt", frontend: 1, backend: .dom0, id: 0),
-                                         backendEntries: ["frontend": "/local/domain/2/device/vxengnt/0"])
+            try await host.xen.addDevice(
+                XenDevice(type: "vxengnt", frontend: 1, backend: .dom0, id: 0),
+                backendEntries: ["frontend": "/local/domain/2/device/vxengnt/0"]
+            )
             let observed = Observed()
             try await withBackend(host, observed: observed) {
                 try await observed.wait(for: "rejected")

@@ -36,34 +36,54 @@ extension Simulated {
             #expect(openDescriptors() == before)
         }
 
-        static func run(xen: XenSimulation, dom0: SimulatedDomain, frontend: SimulatedDomain, backend: SimulatedDomain, counts: Tally) async throws {
-                let gntdev = try GrantDevice(on: backend.system)
-                let dom0Device = try GrantDevice(on: dom0.system)
-                let allocator = try GrantAllocator(on: dom0.system)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for task in 0..<Self.tasks {
-                        let refs = try frontend.grantPages(4, to: backend.id)
-                        try frontend.write([UInt8(task)], toGrant: refs[0])
-                        group.addTask {
-                            var seed = UInt64(task) &* 0x9E37_79B9_7F4A_7C15 | 1
-                            for _ in 0..<Self.operationsPerTask {
-                                seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
-                                let move = Move.allCases[Int(seed % UInt64(Move.allCases.count))]
-                                try Self.perform(move, task: task, refs: refs, gntdev: gntdev, dom0Device: dom0Device,
-                                                 allocator: allocator, frontend: frontend)
-                                counts.note(move, "done")
-                                if seed % 8 == 0 { await Task.yield() }
-                            }
-                            frontend.endAccess(refs)
+        static func run(
+            xen: XenSimulation,
+            dom0: SimulatedDomain,
+            frontend: SimulatedDomain,
+            backend: SimulatedDomain,
+            counts: Tally
+        ) async throws {
+            let gntdev = try GrantDevice(on: backend.system)
+            let dom0Device = try GrantDevice(on: dom0.system)
+            let allocator = try GrantAllocator(on: dom0.system)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<Self.tasks {
+                    let refs = try frontend.grantPages(4, to: backend.id)
+                    try frontend.write([UInt8(task)], toGrant: refs[0])
+                    group.addTask {
+                        var seed = UInt64(task) &* 0x9E37_79B9_7F4A_7C15 | 1
+                        for _ in 0..<Self.operationsPerTask {
+                            seed ^= seed << 13
+                            seed ^= seed >> 7
+                            seed ^= seed << 17
+                            let move = Move.allCases[Int(seed % UInt64(Move.allCases.count))]
+                            try Self.perform(
+                                move,
+                                task: task,
+                                refs: refs,
+                                gntdev: gntdev,
+                                dom0Device: dom0Device,
+                                allocator: allocator,
+                                frontend: frontend
+                            )
+                            counts.note(move, "done")
+                            if seed % 8 == 0 { await Task.yield() }
                         }
+                        frontend.endAccess(refs)
                     }
-                    try await group.waitForAll()
                 }
+                try await group.waitForAll()
+            }
         }
 
         static func perform(
-            _ move: Move, task: Int, refs: [GrantRef], gntdev: GrantDevice, dom0Device: GrantDevice,
-            allocator: GrantAllocator, frontend: SimulatedDomain
+            _ move: Move,
+            task: Int,
+            refs: [GrantRef],
+            gntdev: GrantDevice,
+            dom0Device: GrantDevice,
+            allocator: GrantAllocator,
+            frontend: SimulatedDomain
         ) throws {
             switch move {
             case .map:
@@ -94,8 +114,13 @@ extension Simulated {
             case .copy:
                 var byte: UInt8 = 0xFF
                 try withUnsafeMutableBytes(of: &byte) { local in
-                    var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: frontend.id, ref: refs[0]), offset: 0),
-                                                     to: .local(local.baseAddress!), length: 1)]
+                    var segments = [
+                        GrantCopySegment(
+                            from: .grant(ForeignGrant(domain: frontend.id, ref: refs[0]), offset: 0),
+                            to: .local(local.baseAddress!),
+                            length: 1
+                        )
+                    ]
                     try gntdev.copy(&segments)
                     try #require(segments[0].status == .okay)
                 }

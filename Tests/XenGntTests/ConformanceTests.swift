@@ -24,7 +24,7 @@ final class SimulatedWorld: ConformanceWorld {
     init() throws {
         xen = XenSimulation()
         for role in LabRole.allCases {
-            try xen.addDomain(ids[role]!, type: role.guestType, kernel: .lab)   // xen_gntalloc.limit=8192
+            try xen.addDomain(ids[role]!, type: role.guestType, kernel: .lab)  // xen_gntalloc.limit=8192
         }
         // The lab's xenstored: -E 16384, and Dom0's init opens /xengnt to every domain.
         xen.xenstoreQuotas.nodes = 16384
@@ -37,7 +37,8 @@ final class SimulatedWorld: ConformanceWorld {
         // xenstored accepts only these characters in a path, and 4 KiB per value; its default
         // quota limits a DomU's node to 2048 bytes (lab `fault-sigkill` met it: ENOSPC).
         let limit = role == .dom0 ? 4096 : 2048
-        guard key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/_@-".contains($0)) }), value.utf8.count <= limit else {
+        guard key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/_@-".contains($0)) }), value.utf8.count <= limit
+        else {
             throw ConformanceFailure("xenstore would refuse \(key) (\(value.utf8.count) bytes from \(role))")
         }
         store.withLock { $0[key] = value }
@@ -85,7 +86,7 @@ extension Simulated {
     @Suite struct Conformance {
         @Test(arguments: ConformanceSuite.cases.filter { !$0.needsReferenceLibrary })
         func caseAgreesWithTheKernel(_ conformanceCase: ConformanceCase) async throws {
-            try await Task.sleep(for: .milliseconds(1))   // the runtime's timerfd, made on first use
+            try await Task.sleep(for: .milliseconds(1))  // the runtime's timerfd, made on first use
             let before = openDescriptors()
             do {
                 let world = try SimulatedWorld()
@@ -108,7 +109,10 @@ extension Simulated {
                 #expect(census.isClean, "\(census)")
             }
             let leaked = openDescriptors().subtracting(before)
-            #expect(leaked.isEmpty, "the case leaked descriptors: \(leaked.map { fd in (fd, (try? String(contentsOfLink: fd)) ?? "?") })")
+            #expect(
+                leaked.isEmpty,
+                "the case leaked descriptors: \(leaked.map { fd in (fd, (try? String(contentsOfLink: fd)) ?? "?") })"
+            )
         }
 
         @Test func theInteropCaseIsSkippedWithoutTheRealDevices() async throws {
@@ -122,10 +126,14 @@ extension Simulated {
 
         @Test func aFailingPartStopsItsPeersAtOnce() async throws {
             let world = try SimulatedWorld()
-            let broken = ConformanceCase("broken", "a part that fails", parts: [
-                .dom0: { _ in throw ConformanceFailure("dom0 broke") },
-                .pvh: { peer in _ = try await peer.value(of: "never", from: .dom0) },
-            ])
+            let broken = ConformanceCase(
+                "broken",
+                "a part that fails",
+                parts: [
+                    .dom0: { _ in throw ConformanceFailure("dom0 broke") },
+                    .pvh: { peer in _ = try await peer.value(of: "never", from: .dom0) },
+                ]
+            )
             let started = ContinuousClock.now
             async let dom0 = broken.run(as: .dom0, in: world)
             async let pvh = broken.run(as: .pvh, in: world)
@@ -138,10 +146,14 @@ extension Simulated {
         @Test func aPeerThatStoppedIsNotWaitedFor() async throws {
             let world = try SimulatedWorld()
             try await world.write("stopped/pv", "crashed", as: .dom0)
-            let lonely = ConformanceCase("lonely", "a peer that is gone", parts: [
-                .dom0: { peer in _ = try await peer.value(of: "refs", from: .pv) },
-                .pv: { _ in },
-            ])
+            let lonely = ConformanceCase(
+                "lonely",
+                "a peer that is gone",
+                parts: [
+                    .dom0: { peer in _ = try await peer.value(of: "refs", from: .pv) },
+                    .pv: { _ in },
+                ]
+            )
             let started = ContinuousClock.now
             let result = await lonely.run(as: .dom0, in: world)
             #expect(result.outcome == .fail("pv stopped (crashed) without publishing refs"))

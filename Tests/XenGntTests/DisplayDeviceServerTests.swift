@@ -43,8 +43,13 @@ extension Simulated {
             weak var frontend: SimulatedDisplayFrontend?
 
             init(_ backend: EndToEndTests.Backend, counters: DisplayCounters) {
-                server = DisplayDeviceServer(session: backend.session, resources: backend.resources,
-                                             key: FrontendKey(domain: 5, device: 0), counters: counters, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+                server = DisplayDeviceServer(
+                    session: backend.session,
+                    resources: backend.resources,
+                    key: FrontendKey(domain: 5, device: 0),
+                    counters: counters,
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+                )
             }
 
             /// One request through the ring, as a notification would bring it.
@@ -71,7 +76,9 @@ extension Simulated {
             #expect(try await frontend.pageFlip(connector: 0, framebuffer: 77).status == -2)
             #expect(frontend.flipsCompleted[0]?.count == 5)
             let c = world.counters.total()
-            #expect(c.pageFlips == 5 && c.flipEvents == 5 && c.framesShown == 5 && c.requests == 9 && c.errors == 1 && c.connects == 1)
+            #expect(
+                c.pageFlips == 5 && c.flipEvents == 5 && c.framesShown == 5 && c.requests == 9 && c.errors == 1 && c.connects == 1
+            )
             harness.server.disconnect(reason: "test")
             frontend.close()
             #expect(EndToEndTests.holdsNothing(world), "\(world.xen.census())")
@@ -85,7 +92,9 @@ extension Simulated {
             #expect(try await frontend.createBuffer(1, width: 64, height: 48).status == 0)
             harness.ring.brokenAfter = 1
             harness.ring.requests.append(DisplayRequest(id: 1, .bufferDestroy(bufferCookie: 1)).encoded)
-            #expect(throws: DisplayRefusal.self) { try harness.server.serve(connector: 0, ring: &harness.ring, events: &harness.events) }
+            #expect(throws: DisplayRefusal.self) {
+                try harness.server.serve(connector: 0, ring: &harness.ring, events: &harness.events)
+            }
             harness.server.disconnect(reason: "ring broken")
             #expect(world.counters.total().buffersLive == 0)
             frontend.close()

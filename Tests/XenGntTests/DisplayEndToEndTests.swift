@@ -20,13 +20,24 @@ extension Simulated {
             weak var frontend: SimulatedDisplayFrontend?
             var lastRefusal: DisplayRefusal?
 
-            init(_ xen: XenSimulation, backend: SimulatedDomain, frontend domain: SimulatedDomain, config: FrontendConfiguration,
-                 directory: String, counters: DisplayCounters) throws {
+            init(
+                _ xen: XenSimulation,
+                backend: SimulatedDomain,
+                frontend domain: SimulatedDomain,
+                config: FrontendConfiguration,
+                directory: String,
+                counters: DisplayCounters
+            ) throws {
                 session = DisplaySession(configuration: config)
                 resources = GrantDisplayResources(
-                    gntdev: try GrantDevice(on: backend.system), frontend: domain.id,
-                    key: FrontendKey(domain: domain.id.rawValue, device: 0), counters: counters,
-                    sink: try HeadlessSink(directory: directory), system: backend.system, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+                    gntdev: try GrantDevice(on: backend.system),
+                    frontend: domain.id,
+                    key: FrontendKey(domain: domain.id.rawValue, device: 0),
+                    counters: counters,
+                    sink: try HeadlessSink(directory: directory),
+                    system: backend.system,
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+                )
             }
 
             func deliver(_ slot: [UInt8], _ connector: Int) -> [UInt8] {
@@ -56,10 +67,20 @@ extension Simulated {
                 directory = String(cString: mkdtemp(&template)!)
             }
 
-            func connect(backendAllocates: Bool, width: Int = 64, height: Int = 48) throws -> (Backend, SimulatedDisplayFrontend) {
-                let config = FrontendConfiguration(backendAllocates: backendAllocates,
-                                                   connectors: [.init(index: 0, width: width, height: height, uniqueID: "id0")])
-                let backend = try Backend(xen, backend: dom0, frontend: domU, config: config, directory: directory, counters: counters)
+            func connect(backendAllocates: Bool, width: Int = 64, height: Int = 48) throws -> (Backend, SimulatedDisplayFrontend)
+            {
+                let config = FrontendConfiguration(
+                    backendAllocates: backendAllocates,
+                    connectors: [.init(index: 0, width: width, height: height, uniqueID: "id0")]
+                )
+                let backend = try Backend(
+                    xen,
+                    backend: dom0,
+                    frontend: domU,
+                    config: config,
+                    directory: directory,
+                    counters: counters
+                )
                 let frontend = SimulatedDisplayFrontend(domain: domU, backend: dom0.id, backendAllocates: backendAllocates)
                 frontend.transport = { slot, connector in backend.deliver(slot, connector) }
                 backend.frontend = frontend

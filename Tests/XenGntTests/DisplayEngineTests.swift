@@ -22,8 +22,10 @@ extension Simulated {
                 domU = try xen.addDomain(3, type: .pvh)
             }
             func addDisplay(backendAllocates: Bool, resolution: String = "64x48") async throws {
-                try await xen.addDevice(XenDevice(type: "vdispl", frontend: domU.id, backend: dom0.id, id: 0),
-                                        frontendEntries: ["be-alloc": backendAllocates ? "1" : "0", "0/resolution": resolution, "0/unique-id": "id0"])
+                try await xen.addDevice(
+                    XenDevice(type: "vdispl", frontend: domU.id, backend: dom0.id, id: 0),
+                    frontendEntries: ["be-alloc": backendAllocates ? "1" : "0", "0/resolution": resolution, "0/unique-id": "id0"]
+                )
             }
         }
 
@@ -46,7 +48,10 @@ extension Simulated {
             let world = try World()
             try await world.addDisplay(backendAllocates: backendAllocates)
             try await withEngine(world) { engine in
-                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: backendAllocates)
+                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(
+                    domain: world.domU,
+                    backendAllocates: backendAllocates
+                )
                 #expect(world.xen.xenstoreValue("/local/domain/0/backend/vdispl/3/0/versions") == "1,2")
                 for (cookie, pattern) in [(UInt64(1), TestPattern.smpte), (2, .plain)] {
                     #expect(try await frontend.createBuffer(cookie, width: 64, height: 48).status == 0)
@@ -54,7 +59,9 @@ extension Simulated {
                     #expect(try await frontend.attachFramebuffer(cookie + 10, to: cookie, width: 64, height: 48).status == 0)
                 }
                 #expect(try await frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
-                for n in 0..<20 { #expect(try await frontend.pageFlip(connector: 0, framebuffer: n % 2 == 0 ? 12 : 11).status == 0) }
+                for n in 0..<20 {
+                    #expect(try await frontend.pageFlip(connector: 0, framebuffer: n % 2 == 0 ? 12 : 11).status == 0)
+                }
                 #expect(frontend.flipsCompleted[0]?.count == 20)
                 #expect(frontend.eventsDropped == 0)
                 let (response, edid) = try await frontend.getEdid()
@@ -76,22 +83,26 @@ extension Simulated {
             let world = try World()
             let other = try world.xen.addDomain(4, type: .pvh)
             try await world.addDisplay(backendAllocates: true)
-            try await world.xen.addDevice(XenDevice(type: "vdispl", frontend: other.id, backend: world.dom0.id, id: 0),
-                                          frontendEntries: ["be-alloc": "0", "0/resolution": "64x48"])
+            try await world.xen.addDevice(
+                XenDevice(type: "vdispl", frontend: other.id, backend: world.dom0.id, id: 0),
+                frontendEntries: ["be-alloc": "0", "0/resolution": "64x48"]
+            )
             try await withEngine(world) { engine in
                 let (doomed, _) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: true)
                 #expect(try await doomed.createBuffer(1, width: 64, height: 48).status == 0)
                 #expect(try await doomed.attachFramebuffer(11, to: 1, width: 64, height: 48).status == 0)
                 #expect(try await doomed.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
                 #expect(try await doomed.pageFlip(connector: 0, framebuffer: 11).status == 0)
-                world.xen.destroyDomain(world.domU.id)      // it still maps the backend's buffer
+                world.xen.destroyDomain(world.domU.id)  // it still maps the backend's buffer
                 let (survivor, connection) = try await SimulatedDisplayFrontend.connect(domain: other, backendAllocates: false)
                 #expect(try await survivor.createBuffer(1, width: 64, height: 48).status == 0)
                 #expect(try await survivor.attachFramebuffer(11, to: 1, width: 64, height: 48).status == 0)
                 #expect(try await survivor.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
                 #expect(try await survivor.pageFlip(connector: 0, framebuffer: 11).status == 0)
                 let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-                while engine.counters.snapshot()[FrontendKey(domain: 3, device: 0)]?.buffersLive != 0, ContinuousClock.now < deadline {
+                while engine.counters.snapshot()[FrontendKey(domain: 3, device: 0)]?.buffersLive != 0,
+                    ContinuousClock.now < deadline
+                {
                     try await Task.sleep(for: .milliseconds(5))
                 }
                 #expect(engine.counters.snapshot()[FrontendKey(domain: 3, device: 0)]?.buffersLive == 0)

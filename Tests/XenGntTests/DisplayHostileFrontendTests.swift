@@ -19,17 +19,44 @@ extension Simulated {
             let filler = [UInt8](repeating: 7, count: 4092)
             try world.domU.write(withUnsafeBytes(of: cyclic[1].rawValue.littleEndian, Array.init) + filler, toGrant: cyclic[0])
             try world.domU.write(withUnsafeBytes(of: cyclic[0].rawValue.littleEndian, Array.init) + filler, toGrant: cyclic[1])
-            let status = try await frontend.send(0x10, [(8, 1, 8), (16, 1000, 4), (20, 500, 4), (24, 32, 4), (28, 12_000_000, 4), (36, UInt64(cyclic[0].rawValue), 4)]).status
+            let status = try await frontend.send(
+                0x10,
+                [(8, 1, 8), (16, 1000, 4), (20, 500, 4), (24, 32, 4), (28, 12_000_000, 4), (36, UInt64(cyclic[0].rawValue), 4)]
+            ).status
             #expect(status == -22)
             #expect(backend.lastRefusal?.reason.contains("cyclic") == true)
             // A directory ref never granted, and refs in it never granted.
-            #expect(try await frontend.send(0x10, [(8, 2, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (36, 4000, 4)]).status == -14)
+            #expect(
+                try await frontend.send(0x10, [(8, 2, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (36, 4000, 4)])
+                    .status == -14
+            )
             let directory = try world.domU.grantPages(1, to: world.dom0.id, access: .readOnly)
             try world.domU.write([0, 0, 0, 0, 0x11, 0x22, 0, 0, 0x12, 0x22, 0, 0, 0x13, 0x22, 0, 0], toGrant: directory[0])
-            #expect(try await frontend.send(0x10, [(8, 3, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (36, UInt64(directory[0].rawValue), 4)]).status == -14)
+            #expect(
+                try await frontend.send(
+                    0x10,
+                    [(8, 3, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (36, UInt64(directory[0].rawValue), 4)]
+                ).status == -14
+            )
             // Sizes that overflow.
-            #expect(try await frontend.send(0x10, [(8, 4, 8), (16, 0xffff_ffff, 4), (20, 0xffff_ffff, 4), (24, 32, 4), (28, 4096, 4), (36, UInt64(directory[0].rawValue), 4)]).status == -22)
-            #expect(try await frontend.send(0x10, [(8, 5, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (36, UInt64(directory[0].rawValue), 4), (40, 0xffff_fff0, 4)]).status == -22)
+            #expect(
+                try await frontend.send(
+                    0x10,
+                    [
+                        (8, 4, 8), (16, 0xffff_ffff, 4), (20, 0xffff_ffff, 4), (24, 32, 4), (28, 4096, 4),
+                        (36, UInt64(directory[0].rawValue), 4),
+                    ]
+                ).status == -22
+            )
+            #expect(
+                try await frontend.send(
+                    0x10,
+                    [
+                        (8, 5, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (36, UInt64(directory[0].rawValue), 4),
+                        (40, 0xffff_fff0, 4),
+                    ]
+                ).status == -22
+            )
             #expect(backend.session.liveBuffers.isEmpty)
             world.domU.endAccess(cyclic + directory)
             // ... and the device still serves a well-formed buffer.
@@ -51,10 +78,15 @@ extension Simulated {
             #expect(try await frontend.createBuffer(1, width: 64, height: 48).status == 0)
             #expect(try await frontend.createBuffer(1, width: 64, height: 48).status == -17)
             #expect(try await frontend.attachFramebuffer(11, to: 1, width: 64, height: 48).status == 0)
-            #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == -22)   // before SET_CONFIG
-            #expect(try await frontend.send(0x11, [(8, 1, 8)]).status == -16)                   // framebuffer attached
+            #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == -22)  // before SET_CONFIG
+            #expect(try await frontend.send(0x11, [(8, 1, 8)]).status == -16)  // framebuffer attached
             // be-alloc=0, yet the frontend asks the backend to allocate.
-            #expect(try await frontend.send(0x10, [(8, 2, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (32, 1, 4), (36, 8, 4)]).status == -22)
+            #expect(
+                try await frontend.send(
+                    0x10,
+                    [(8, 2, 8), (16, 64, 4), (20, 48, 4), (24, 32, 4), (28, 12288, 4), (32, 1, 4), (36, 8, 4)]
+                ).status == -22
+            )
             #expect(try await frontend.setConfiguration(connector: 0, framebuffer: 11, width: 64, height: 48).status == 0)
             #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
             #expect(frontend.flipsCompleted[0] == [11])

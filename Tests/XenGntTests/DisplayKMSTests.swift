@@ -32,8 +32,10 @@ extension Simulated {
             }
 
             func addDisplay(_ domain: SimulatedDomain, backendAllocates: Bool = false) async throws {
-                try await xen.addDevice(XenDevice(type: "vdispl", frontend: domain.id, backend: dom0.id, id: 0),
-                                        frontendEntries: ["be-alloc": backendAllocates ? "1" : "0", "0/resolution": "64x48", "0/unique-id": "id0"])
+                try await xen.addDevice(
+                    XenDevice(type: "vdispl", frontend: domain.id, backend: dom0.id, id: 0),
+                    frontendEntries: ["be-alloc": backendAllocates ? "1" : "0", "0/resolution": "64x48", "0/unique-id": "id0"]
+                )
             }
 
             func exists(_ name: String) -> Bool { access(directory + "/" + name, F_OK) == 0 }
@@ -42,8 +44,10 @@ extension Simulated {
         /// Runs the engine in Dom0 with `arguments` while `body` runs, then stops it as graceful
         /// shutdown does.
         func withEngine(_ world: World, _ arguments: [String], _ body: (XenDisplayEngine) async throws -> Void) async throws {
-            let engine = XenDisplayEngine(options: try DisplayBackendOptions.parse(arguments + ["--png-dir", world.directory]),
-                                          system: world.dom0.system)
+            let engine = XenDisplayEngine(
+                options: try DisplayBackendOptions.parse(arguments + ["--png-dir", world.directory]),
+                system: world.dom0.system
+            )
             let task = Task { try await engine.serve(logger: Self.quiet) }
             // The engine opens its display when it starts serving.
             let deadline = ContinuousClock.now.advanced(by: .seconds(5))
@@ -101,7 +105,10 @@ extension Simulated {
             try await withEngine(world, ["--drm-device", "vkms", "--crtc", "0=3:0:0"]) { engine in
                 let display = try #require(engine.kms.display)
                 #expect(display.device.driver.name == "vkms")
-                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: backendAllocates)
+                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(
+                    domain: world.domU,
+                    backendAllocates: backendAllocates
+                )
                 try await Self.prepare(frontend)
                 #expect(display.mode(crtc: 0) == nil, "SET_CONFIG alone shows nothing yet")
 
@@ -143,7 +150,10 @@ extension Simulated {
                 #expect(dom0.gemObjects == 0 && dom0.framebuffers == 0, "\(dom0)")
             }
             let census = world.xen.census()
-            #expect(census.gemObjects == 0 && census.framebuffers == 0 && census.grantMaps == 0 && census.memoryMappings == 0, "\(census)")
+            #expect(
+                census.gemObjects == 0 && census.framebuffers == 0 && census.grantMaps == 0 && census.memoryMappings == 0,
+                "\(census)"
+            )
         }
 
         @Test func oneFrontendOnTheCRTCAndAnotherHeadlessAtOnce() async throws {
@@ -209,7 +219,10 @@ extension Simulated {
             let world = try World()
             try await world.addDisplay(world.domU)
             try await withEngine(world, ["--drm-device", "vkms", "--crtc", "0=3:0:0", "--writeback-check", "0.01"]) { engine in
-                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: false)
+                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(
+                    domain: world.domU,
+                    backendAllocates: false
+                )
                 try await Self.prepare(frontend)
                 func waitUntilSeen(_ entry: String) async throws {
                     let deadline = ContinuousClock.now.advanced(by: .seconds(10))
@@ -245,7 +258,10 @@ extension Simulated {
             let zeroCopy = driver != "vkms"
             try await withEngine(world, ["--drm-device", driver, "--crtc", "0=3:0:0"]) { engine in
                 let display = try #require(engine.kms.display)
-                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: false)
+                let (frontend, connection) = try await SimulatedDisplayFrontend.connect(
+                    domain: world.domU,
+                    backendAllocates: false
+                )
                 try await Self.prepare(frontend)
                 #expect(try await frontend.pageFlip(connector: 0, framebuffer: 11).status == 0)
                 #expect(try await display.captureScreen(crtc: 0).rgb == Self.screen(Self.bars))
@@ -271,7 +287,10 @@ extension Simulated {
                 #expect(display.mode(crtc: 0) == nil)
             }
             let census = world.xen.census()
-            #expect(census.gemObjects == 0 && census.framebuffers == 0 && census.exports == 0 && census.grantMaps == 0, "\(census)")
+            #expect(
+                census.gemObjects == 0 && census.framebuffers == 0 && census.exports == 0 && census.grantMaps == 0,
+                "\(census)"
+            )
         }
 
         @Test func noKMSMeansHeadless() async throws {
@@ -288,7 +307,10 @@ extension Simulated {
             try await world.addDisplay(world.other)
             try await withEngine(world, ["--drm-device", "vkms", "--crtc", "0=3:0:0"]) { engine in
                 let display = try #require(engine.kms.display)
-                let (victim, first) = try await SimulatedDisplayFrontend.connect(domain: world.domU, backendAllocates: backendAllocates)
+                let (victim, first) = try await SimulatedDisplayFrontend.connect(
+                    domain: world.domU,
+                    backendAllocates: backendAllocates
+                )
                 let (bystander, second) = try await SimulatedDisplayFrontend.connect(domain: world.other, backendAllocates: false)
                 try await Self.prepare(victim)
                 try await Self.prepare(bystander)

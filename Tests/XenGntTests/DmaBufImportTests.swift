@@ -1,8 +1,8 @@
 import SystemPackage
 import Testing
 import XenGnt
-import XenGntTesting
 import XenGntConformance
+import XenGntTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -42,18 +42,28 @@ extension Simulated {
             #expect(shared.fileDescriptor.rawValue == number, "the import holds the buffer itself, no duplicate")
             let peer = try GrantDevice(on: host.frontend.system).map(shared.refs, from: host.backend.id, access: .readOnly)
             #expect(peer.pageCount == 2)
-            let heapError = #expect(throws: XenGntError.self) { _ = try DmaBuf.allocate(fromHeap: "../etc", pages: 1, on: host.backend.system) }
+            let heapError = #expect(throws: XenGntError.self) {
+                _ = try DmaBuf.allocate(fromHeap: "../etc", pages: 1, on: host.backend.system)
+            }
             #expect(heapError?.operation == .createDmaBuf)
-            let missing = #expect(throws: XenGntError.self) { _ = try DmaBuf.allocate(fromHeap: "cma", pages: 1, on: host.backend.system) }
+            let missing = #expect(throws: XenGntError.self) {
+                _ = try DmaBuf.allocate(fromHeap: "cma", pages: 1, on: host.backend.system)
+            }
             #expect(missing?.code == .deviceMissing && missing?.path == "/dev/dma_heap/cma")
-            #expect(missing?.description.contains("CONFIG_DMABUF_HEAPS_CMA") == true && missing?.description.contains("Xen") == false)
+            #expect(
+                missing?.description.contains("CONFIG_DMABUF_HEAPS_CMA") == true && missing?.description.contains("Xen") == false
+            )
         }
 
         @Test(.noDescriptorLeaks)
         func aPageCountThatDoesNotMatchTheBufferIsExplainedByItsSizeReadThen() throws {
             let host = try Host()
             let error = #expect(throws: XenGntError.self) {
-                _ = try host.gntdev().importDmaBuf(DmaBuf.udmabuf(pages: 2, on: host.backend.system), to: host.frontend.id, pageCount: 3)
+                _ = try host.gntdev().importDmaBuf(
+                    DmaBuf.udmabuf(pages: 2, on: host.backend.system),
+                    to: host.frontend.id,
+                    pageCount: 3
+                )
             }
             #expect(error?.errno == .invalidArgument && error?.call == "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS")
             #expect(error?.code == .pageCountMismatch && error?.count == 3 && error?.length == 8192)
@@ -64,15 +74,27 @@ extension Simulated {
             let memfd = try host.backend.system.calls.memfdCreate("not-a-dmabuf", flags: 1)
             defer { close(memfd) }
             _ = ftruncate(memfd, 4096)
-            let error = #expect(throws: XenGntError.self) { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: memfd), to: host.frontend.id) }
+            let error = #expect(throws: XenGntError.self) {
+                _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: memfd), to: host.frontend.id)
+            }
             #expect(error?.errno == .invalidArgument)
             #expect(error?.code == .notADmaBuf)
-            let closed = #expect(throws: XenGntError.self) { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: 9999), to: host.frontend.id) }
+            let closed = #expect(throws: XenGntError.self) {
+                _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: 9999), to: host.frontend.id)
+            }
             #expect(closed?.code == .badFileDescriptor)
             let empty = try host.backend.system.calls.memfdCreate("empty", flags: 1)
             defer { close(empty) }
-            #expect(#expect(throws: XenGntError.self) { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: empty), to: host.frontend.id) }?.code == .emptyRequest)
-            #expect(#expect(throws: XenGntError.self) { _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: memfd), to: DomainID(0x7FF4)) }?.domain == DomainID(0x7FF4))
+            #expect(
+                #expect(throws: XenGntError.self) {
+                    _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: empty), to: host.frontend.id)
+                }?.code == .emptyRequest
+            )
+            #expect(
+                #expect(throws: XenGntError.self) {
+                    _ = try host.gntdev().importDmaBuf(fileDescriptor: FileDescriptor(rawValue: memfd), to: DomainID(0x7FF4))
+                }?.domain == DomainID(0x7FF4)
+            )
         }
 
         @Test func importingToADomainThatDoesNotExistSucceeds() throws {
@@ -95,7 +117,7 @@ extension Simulated {
         }
 
         @Test func aFullGrantTableIsReported() throws {
-            let host = try Host(maxGrantFrames: 1)   // 512 entries, 504 past Linux's reserved 8
+            let host = try Host(maxGrantFrames: 1)  // 512 entries, 504 past Linux's reserved 8
             let error = #expect(throws: XenGntError.self) {
                 _ = try host.gntdev().importDmaBuf(DmaBuf.udmabuf(pages: 505, on: host.backend.system), to: host.frontend.id)
             }
@@ -116,7 +138,9 @@ extension Simulated {
             #expect(copy.fileDescriptor != buffer.fileDescriptor)
             #expect(try copy.size() == 4096)
             let mapped = try copy.map(.readOnly)
-            #expect(#expect(throws: XenGntError.self) { try mapped.withUnsafeMutableBytes { $0[0] = 1 } }?.code == .readOnlyMapping)
+            #expect(
+                #expect(throws: XenGntError.self) { try mapped.withUnsafeMutableBytes { $0[0] = 1 } }?.code == .readOnlyMapping
+            )
             try mapped.unmap()
             let value = try buffer.withCPUAccess(.readOnly) { 7 }
             #expect(value == 7)
@@ -146,8 +170,14 @@ extension Simulated {
 
         @Test func udmabufNeedsPagesAndTheDevice() throws {
             let host = try Host { $0.devices = [.gntdev] }
-            #expect(#expect(throws: XenGntError.self) { _ = try DmaBuf.udmabuf(pages: 0, on: host.backend.system) }?.code == .emptyRequest)
-            #expect(#expect(throws: XenGntError.self) { _ = try DmaBuf.udmabuf(pages: 1, on: host.backend.system) }?.path == "/dev/udmabuf")
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try DmaBuf.udmabuf(pages: 0, on: host.backend.system) }?.code
+                    == .emptyRequest
+            )
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try DmaBuf.udmabuf(pages: 1, on: host.backend.system) }?.path
+                    == "/dev/udmabuf"
+            )
         }
     }
 }

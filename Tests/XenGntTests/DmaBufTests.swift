@@ -1,8 +1,8 @@
 import SystemPackage
 import Testing
 import XenGnt
-import XenGntTesting
 import XenGntConformance
+import XenGntTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -38,7 +38,9 @@ extension Simulated {
             let gntdev = try GrantDevice(on: host.dom0.system)
             #expect(gntdev.guestType == .pv)
             for allocation in DmaBufAllocation.allCases {
-                let error = #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id, allocation: allocation) }
+                let error = #expect(throws: XenGntError.self) {
+                    _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id, allocation: allocation)
+                }
                 #expect(error?.errno == .invalidArgument)
                 #expect(error?.code == .exportRefusedInPV)
                 #expect(error?.description.contains("Import instead") == true)
@@ -48,7 +50,9 @@ extension Simulated {
         @Test func anX86KernelWithoutTheExportFixIsNamedAsAPossibleCause() throws {
             let host = try Host { $0.x86ExportFix = false }
             let refs = try host.frontend.grantPages(1, to: host.backend.id)
-            let error = #expect(throws: XenGntError.self) { _ = try host.gntdev().exportDmaBuf(refs: refs, from: host.frontend.id) }
+            let error = #expect(throws: XenGntError.self) {
+                _ = try host.gntdev().exportDmaBuf(refs: refs, from: host.frontend.id)
+            }
             #expect(error?.code == .exportRejected && error?.guestType == .pvh)
             #expect(error?.description.contains("GNTMAP_device_map") == true)
         }
@@ -67,7 +71,9 @@ extension Simulated {
             #expect(host.xen.census().grants == 1)
         }
 
-        enum BadExport: CaseIterable, Sendable { case invalidRef, wrongDomain, unknownDomain, oneBadOfTwo, notGrantedToUs, readOnlyGrant }
+        enum BadExport: CaseIterable, Sendable {
+            case invalidRef, wrongDomain, unknownDomain, oneBadOfTwo, notGrantedToUs, readOnlyGrant
+        }
 
         @Test(arguments: BadExport.allCases)
         func badReferencesAreRejectedAllOrNothing(_ variant: BadExport) throws {
@@ -81,8 +87,13 @@ extension Simulated {
                 case .wrongDomain: _ = try gntdev.exportDmaBuf(refs: refs, from: third.id)
                 case .unknownDomain: _ = try gntdev.exportDmaBuf(refs: refs, from: DomainID(99))
                 case .oneBadOfTwo: _ = try gntdev.exportDmaBuf(refs: [refs[0], GrantRef(5000)], from: host.frontend.id)
-                case .notGrantedToUs: _ = try gntdev.exportDmaBuf(refs: try host.frontend.grantPages(1, to: third.id), from: host.frontend.id)
-                case .readOnlyGrant: _ = try gntdev.exportDmaBuf(refs: try host.frontend.grantPages(1, to: host.backend.id, access: .readOnly), from: host.frontend.id)
+                case .notGrantedToUs:
+                    _ = try gntdev.exportDmaBuf(refs: try host.frontend.grantPages(1, to: third.id), from: host.frontend.id)
+                case .readOnlyGrant:
+                    _ = try gntdev.exportDmaBuf(
+                        refs: try host.frontend.grantPages(1, to: host.backend.id, access: .readOnly),
+                        from: host.frontend.id
+                    )
                 }
             }
             #expect(error?.errno == .invalidArgument)
@@ -94,11 +105,19 @@ extension Simulated {
         @Test func requestsTheKernelWouldAnswerWithEINVALAreRefusedFirst() throws {
             let host = try Host { $0.gntdevLimit = 4 }
             let gntdev = try host.gntdev()
-            #expect(#expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: [GrantRef](), from: host.frontend.id) }?.code == .emptyRequest)
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: [GrantRef](), from: host.frontend.id) }?
+                    .code == .emptyRequest
+            )
             let refs = try host.frontend.grantPages(5, to: host.backend.id)
             let tooMany = #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id) }
-            #expect(tooMany?.code == .tooManyPages && tooMany?.count == 5 && tooMany?.limit == 4 && tooMany?.errno == .invalidArgument)
-            #expect(#expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: [GrantRef(8)], from: DomainID(0xFFFF)) }?.domain == DomainID(0xFFFF))
+            #expect(
+                tooMany?.code == .tooManyPages && tooMany?.count == 5 && tooMany?.limit == 4 && tooMany?.errno == .invalidArgument
+            )
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: [GrantRef(8)], from: DomainID(0xFFFF)) }?
+                    .domain == DomainID(0xFFFF)
+            )
         }
 
         @Test func rawFlagsAreCheckedBeforeTheKernelWhichWouldIgnoreOrRefuseThem() throws {
@@ -142,7 +161,7 @@ extension Simulated {
             let host = try Host()
             let refs = try host.frontend.grantPages(2, to: host.backend.id)
             let exported = try host.gntdev().exportDmaBuf(refs: refs, from: host.frontend.id)
-            let importer = try exported.duplicate()        // a driver that imported the buffer
+            let importer = try exported.duplicate()  // a driver that imported the buffer
             let secondImporter = try importer.duplicate()
             let pending = try exported.release()
             #expect(try pending.wait(timeout: .milliseconds(30)) == false)
@@ -157,7 +176,10 @@ extension Simulated {
 
         @Test func aBlockedWaitReturnsWhenAnotherThreadLetsGo() async throws {
             let host = try Host()
-            let exported = try host.gntdev().exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            let exported = try host.gntdev().exportDmaBuf(
+                refs: host.frontend.grantPages(1, to: host.backend.id),
+                from: host.frontend.id
+            )
             let importer = try exported.duplicate().take()
             let pending = try exported.release()
             let calls = host.backend.system.calls
@@ -173,7 +195,10 @@ extension Simulated {
 
         @Test func theAsyncWaitPollsAndHonoursCancellation() async throws {
             let host = try Host()
-            let exported = try host.gntdev().exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
+            let exported = try host.gntdev().exportDmaBuf(
+                refs: host.frontend.grantPages(1, to: host.backend.id),
+                from: host.frontend.id
+            )
             let importer = try exported.duplicate().take()
             let calls = host.backend.system.calls
             let pending = try exported.release()
@@ -228,7 +253,7 @@ extension Simulated {
             do {
                 let pending = try exported.release()
                 #expect(try pending.wait(timeout: .zero) == false)
-            }   // stop waiting while the holder remains
+            }  // stop waiting while the holder remains
             #expect(isOpen(number), "the kernel still records the buffer under this number")
             try holder.close()
             let next = try gntdev.exportDmaBuf(refs: host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)

@@ -2,8 +2,9 @@ import CXenBackend
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntBackend
 import XenGntTesting
+
+@testable import XenGntBackend
 
 #if canImport(Glibc)
 import Glibc
@@ -34,7 +35,8 @@ extension Simulated {
         @Test func eventsSentWhileMaskedMergeIntoOne() async throws {
             let host = try Host()
             let channels = try await pair(host)
-            let local = channels.local, remote = channels.remote
+            let local = channels.local
+            let remote = channels.remote
             var events = local.notifications.makeAsyncIterator()
             for _ in 0..<5 { try remote.notify() }
             #expect(try await events.next() == EventChannelNotification(port: local.port, followsOverflow: false))
@@ -53,7 +55,8 @@ extension Simulated {
         @Test func anOverflowedQueueIsResetAndTheNextElementSaysSo() async throws {
             let host = try Host()
             let channels = try await pair(host)
-            let local = channels.local, remote = channels.remote
+            let local = channels.local
+            let remote = channels.remote
             let calls = host.frontend.system.calls
             var number = local.port
             for _ in 0..<65 {
@@ -61,7 +64,9 @@ extension Simulated {
                 _ = try withUnsafeBytes(of: &number) { try calls.write(local.file.fd, from: $0) }
             }
             var buffer = [UInt8](repeating: 0, count: 4)
-            #expect(throws: Errno.fileTooLarge) { _ = try buffer.withUnsafeMutableBytes { try calls.read(local.file.fd, into: $0) } }
+            #expect(throws: Errno.fileTooLarge) {
+                _ = try buffer.withUnsafeMutableBytes { try calls.read(local.file.fd, into: $0) }
+            }
             var events = local.notifications.makeAsyncIterator()
             #expect(try await events.next() == EventChannelNotification(port: local.port, followsOverflow: true))
             #expect(local.overflowCount == 1)
@@ -72,7 +77,8 @@ extension Simulated {
         @Test func unbindingEndsAWaitingIterationAndLeavesThePeerUnbound() async throws {
             let host = try Host()
             let channels = try await pair(host)
-            let local = channels.local, remote = channels.remote
+            let local = channels.local
+            let remote = channels.remote
             let notifications = local.notifications
             let waiting = Task {
                 var iterator = notifications.makeAsyncIterator()
@@ -94,7 +100,9 @@ extension Simulated {
                 _ = try EventChannel.bindInterdomain(remote: host.frontend.id, port: local.port, on: host.dom0.system)
             }
             #expect(taken?.code == .eventChannelRefused && taken?.errno == .invalidArgument && taken?.port == local.port)
-            let missing = #expect(throws: XenGntError.self) { _ = try EventChannel.bindInterdomain(remote: 77, port: 1, on: host.dom0.system) }
+            let missing = #expect(throws: XenGntError.self) {
+                _ = try EventChannel.bindInterdomain(remote: 77, port: 1, on: host.dom0.system)
+            }
             #expect(missing?.errno == .noSuchProcess && missing?.domain == 77)
             // A port bound on another file cannot be notified through this one.
             let calls = host.frontend.system.calls

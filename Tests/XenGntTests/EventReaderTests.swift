@@ -61,7 +61,8 @@ extension Simulated {
         @Test(arguments: SeamKind.allCases)
         func aProducerWakesTheReaderThroughPollAndTheStreamEnds(on kind: SeamKind) async throws {
             let counter = try Counter(kind)
-            let calls = counter.calls, fd = counter.fd
+            let calls = counter.calls
+            let fd = counter.fd
             let producer = Task {
                 for value in [UInt64(3), 5, 7] {
                     try await Task.sleep(for: .milliseconds(20))
@@ -108,7 +109,10 @@ extension Simulated {
             #expect(try await waiter.waitUntilReadable(counter.fd, timeout: .milliseconds(30)) == .timedOut)
             try counter.add(1)
             #expect(try await waiter.waitUntilReadable(counter.fd, timeout: .seconds(5)) == .readable)
-            #expect(try await waiter.waitUntilReadable(counter.fd, timeout: .seconds(Int64.max)) == .readable, "any timeout is accepted")
+            #expect(
+                try await waiter.waitUntilReadable(counter.fd, timeout: .seconds(Int64.max)) == .readable,
+                "any timeout is accepted"
+            )
         }
 
         @Test func anInterruptedPollIsRetriedAndAFailedOneIsReported() async throws {

@@ -18,7 +18,7 @@ extension Simulated {
             #expect(error?.call == "munmap" && error?.errno == .noMemory && error?.operation == .unmapGrants)
             #expect(host.xen.census().memoryMappings == 1, "the memory is still mapped")
             #expect(host.frontend.mapCount(of: refs[0]) == 1)
-            let second = try gntdev.map(refs, from: host.frontend.id)   // the device's next call retries
+            let second = try gntdev.map(refs, from: host.frontend.id)  // the device's next call retries
             #expect(host.frontend.mapCount(of: refs[0]) == 1, "only the second mapping maps the page")
             let census = host.xen.census()
             #expect(census.memoryMappings == 1 && census.grantMaps == 1, "only the second mapping: \(census)")
@@ -48,7 +48,7 @@ extension Simulated {
             host.xen.injectFault(.noMemory, on: .ioctl(.deallocGref))
             #expect(throws: XenGntError.self) { try shared.take()!.unshare() }
             #expect(host.xen.census().gntallocPages == 3)
-            let next = try allocator.share(pages: 1, with: host.frontend.id)   // the next call retries
+            let next = try allocator.share(pages: 1, with: host.frontend.id)  // the next call retries
             #expect(host.xen.census().gntallocPages == 1)
             try next.unshare()
         }
@@ -65,7 +65,7 @@ extension Simulated {
                 #expect(error?.code == .outOfMemory && error?.call == "IOCTL_GNTDEV_DMABUF_IMP_RELEASE")
                 #expect(isOpen(number), "the number still names the buffer the kernel imported")
                 #expect(host.xen.census().imports == 1)
-                _ = try gntdev.setMaxGrants(1)   // the next call retries
+                _ = try gntdev.setMaxGrants(1)  // the next call retries
                 #expect(host.xen.census().imports == 0)
                 #expect(!isOpen(number))
             }
@@ -77,7 +77,10 @@ extension Simulated {
             do {
                 let gntdev = try host.gntdev()
                 do {
-                    let imported = try gntdev.importDmaBuf(DmaBuf.udmabuf(pages: 1, on: host.backend.system), to: host.frontend.id)
+                    let imported = try gntdev.importDmaBuf(
+                        DmaBuf.udmabuf(pages: 1, on: host.backend.system),
+                        to: host.frontend.id
+                    )
                     host.xen.injectFault(.noMemory, on: .ioctl(.importRelease))
                     _ = imported.pageCount
                 }

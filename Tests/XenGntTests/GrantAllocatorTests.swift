@@ -53,8 +53,14 @@ extension Simulated {
         @Test func badRequestsAreRefusedFirst() throws {
             let host = try Host()
             let allocator = try GrantAllocator(on: host.dom0.system)
-            #expect(#expect(throws: XenGntError.self) { _ = try allocator.share(pages: 0, with: host.frontend.id) }?.code == .emptyRequest)
-            #expect(#expect(throws: XenGntError.self) { _ = try allocator.share(pages: 1, with: DomainID(0x7FF5)) }?.domain == DomainID(0x7FF5))
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try allocator.share(pages: 0, with: host.frontend.id) }?.code
+                    == .emptyRequest
+            )
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try allocator.share(pages: 1, with: DomainID(0x7FF5)) }?.domain
+                    == DomainID(0x7FF5)
+            )
         }
 
         @Test func sharingWithADomainThatDoesNotExistSucceeds() throws {

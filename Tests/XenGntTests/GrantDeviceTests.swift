@@ -92,7 +92,9 @@ extension Simulated {
             // The limit is read when the kernel refuses, not cached at open: lowering it later
             // is explained correctly, and raising it lets the same request through.
             host.backend.kernel.gntdevLimit = 4
-            let export = #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs[0..<5], from: host.frontend.id) }
+            let export = #expect(throws: XenGntError.self) {
+                _ = try gntdev.exportDmaBuf(refs: refs[0..<5], from: host.frontend.id)
+            }
             #expect(export?.code == .tooManyPages && export?.limit == 4)
             host.backend.kernel.gntdevLimit = 16
             #expect(try gntdev.map(refs, from: host.frontend.id).pageCount == 9)
@@ -175,7 +177,7 @@ extension Simulated {
                 let mapping = try host.gntdev().map(refs, from: host.frontend.id)
                 try mapping.setUnmapNotification(.sendEvent(port: port))
                 #expect(host.backend.notificationCount(port: port) == 0)
-            }   // deinit, as if the process had died
+            }  // deinit, as if the process had died
             #expect(host.backend.notificationCount(port: port) == 1)
         }
 
@@ -188,7 +190,11 @@ extension Simulated {
             let unbound = #expect(throws: XenGntError.self) { try writable.setUnmapNotification(.sendEvent(port: 99)) }
             #expect(unbound?.errno == .invalidArgument)
             #expect(unbound?.code == .eventChannelNotBound && unbound?.port == 99)
-            let readOnly = try gntdev.map(host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id, access: .readOnly)
+            let readOnly = try gntdev.map(
+                host.frontend.grantPages(1, to: host.backend.id),
+                from: host.frontend.id,
+                access: .readOnly
+            )
             let error = #expect(throws: XenGntError.self) { try readOnly.setUnmapNotification(.clearByte(at: 0)) }
             #expect(error?.code == .notifyNeedsWritableMapping)
             #expect(error?.description.contains("clear-byte") == true)
@@ -225,12 +231,36 @@ extension Simulated {
             try inbound.withUnsafeMutableBytes { into in
                 try outbound.withUnsafeMutableBytes { from in
                     var segments = [
-                        GrantCopySegment(from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 10), to: .local(into.baseAddress!), length: 10),
-                        GrantCopySegment(from: .local(from.baseAddress!), to: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[1]), offset: 4000), length: 8),
-                        GrantCopySegment(from: .local(from.baseAddress!), to: .grant(ForeignGrant(domain: host.frontend.id, ref: GrantRef(100)), offset: 0), length: 8),
-                        GrantCopySegment(from: .local(from.baseAddress!), to: .grant(ForeignGrant(domain: host.frontend.id, ref: readOnly[0]), offset: 0), length: 8),
-                        GrantCopySegment(from: .local(from.baseAddress!), to: .grant(ForeignGrant(domain: DomainID(55), ref: refs[1]), offset: 0), length: 8),
-                        GrantCopySegment(from: .grant(ForeignGrant(domain: host.frontend.id, ref: GrantRef(40000)), offset: 0), to: .local(into.baseAddress!), length: 1),
+                        GrantCopySegment(
+                            from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 10),
+                            to: .local(into.baseAddress!),
+                            length: 10
+                        ),
+                        GrantCopySegment(
+                            from: .local(from.baseAddress!),
+                            to: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[1]), offset: 4000),
+                            length: 8
+                        ),
+                        GrantCopySegment(
+                            from: .local(from.baseAddress!),
+                            to: .grant(ForeignGrant(domain: host.frontend.id, ref: GrantRef(100)), offset: 0),
+                            length: 8
+                        ),
+                        GrantCopySegment(
+                            from: .local(from.baseAddress!),
+                            to: .grant(ForeignGrant(domain: host.frontend.id, ref: readOnly[0]), offset: 0),
+                            length: 8
+                        ),
+                        GrantCopySegment(
+                            from: .local(from.baseAddress!),
+                            to: .grant(ForeignGrant(domain: DomainID(55), ref: refs[1]), offset: 0),
+                            length: 8
+                        ),
+                        GrantCopySegment(
+                            from: .grant(ForeignGrant(domain: host.frontend.id, ref: GrantRef(40000)), offset: 0),
+                            to: .local(into.baseAddress!),
+                            length: 1
+                        ),
                     ]
                     try host.gntdev().copy(&segments)
                     #expect(segments.map(\.status) == [.okay, .okay, .generalError, .generalError, .badDomain, .badGrantRef])
@@ -253,7 +283,11 @@ extension Simulated {
                     GrantCopySegment(from: .local(local.baseAddress!), to: .local(local.baseAddress!), length: 1),
                     GrantCopySegment(from: .grant(grant, offset: 4095), to: .local(local.baseAddress!), length: 2),
                     GrantCopySegment(from: .local(local.baseAddress!), to: .grant(grant, offset: 0), length: 4097),
-                    GrantCopySegment(from: .local(local.baseAddress!), to: .grant(ForeignGrant(domain: DomainID(0x7FF1), ref: 8), offset: 0), length: 1),
+                    GrantCopySegment(
+                        from: .local(local.baseAddress!),
+                        to: .grant(ForeignGrant(domain: DomainID(0x7FF1), ref: 8), offset: 0),
+                        length: 1
+                    ),
                 ] {
                     var segments = [segment]
                     let error = #expect(throws: XenGntError.self) { try gntdev.copy(&segments) }
@@ -266,8 +300,13 @@ extension Simulated {
         @Test func anUnmappedLocalAddressIsEFAULT() throws {
             let host = try Host()
             let refs = try host.frontend.grantPages(1, to: host.backend.id)
-            var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 0),
-                                             to: .local(UnsafeMutableRawPointer(bitPattern: 0x1000)!), length: 4)]
+            var segments = [
+                GrantCopySegment(
+                    from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 0),
+                    to: .local(UnsafeMutableRawPointer(bitPattern: 0x1000)!),
+                    length: 4
+                )
+            ]
             let error = #expect(throws: XenGntError.self) { try host.gntdev().copy(&segments) }
             #expect(error?.errno == .badAddress)
         }
@@ -306,12 +345,20 @@ extension Simulated.Mapping {
         let recorded = try GrantDevice(on: recorder.system)
         let before = recorder.count
         for error in [
-            #expect(throws: XenGntError.self) { _ = try gntdev.map(MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id) },
-            #expect(throws: XenGntError.self) { _ = try recorded.map(MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id) },
             #expect(throws: XenGntError.self) {
-                _ = try recorded.map(MisstatedGrants(grants: refs.map { ForeignGrant(domain: host.frontend.id, ref: $0) }, claimed: claimed))
+                _ = try gntdev.map(MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id)
             },
-            #expect(throws: XenGntError.self) { _ = try recorded.exportDmaBuf(refs: MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id) },
+            #expect(throws: XenGntError.self) {
+                _ = try recorded.map(MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id)
+            },
+            #expect(throws: XenGntError.self) {
+                _ = try recorded.map(
+                    MisstatedGrants(grants: refs.map { ForeignGrant(domain: host.frontend.id, ref: $0) }, claimed: claimed)
+                )
+            },
+            #expect(throws: XenGntError.self) {
+                _ = try recorded.exportDmaBuf(refs: MisstatedRefs(refs: refs, claimed: claimed), from: host.frontend.id)
+            },
         ] {
             #expect(error?.code == .countMismatch && error?.count == claimed && error?.actualCount == 3)
             #expect(error?.errno == nil)

@@ -19,7 +19,11 @@ extension Simulated {
             func refusal(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> XenGntError? {
                 let before = recorder.count
                 let error = #expect(throws: XenGntError.self, sourceLocation: sourceLocation) { try body() }
-                #expect(recorder.calls[before...].isEmpty, "system calls made: \(Array(recorder.calls[before...]))", sourceLocation: sourceLocation)
+                #expect(
+                    recorder.calls[before...].isEmpty,
+                    "system calls made: \(Array(recorder.calls[before...]))",
+                    sourceLocation: sourceLocation
+                )
                 #expect(error?.errno == nil && error?.call == nil, sourceLocation: sourceLocation)
                 return error
             }
@@ -35,11 +39,22 @@ extension Simulated {
                 r.refusal { _ = try DmaBuf.udmabuf(pages: pages, on: system) },
                 r.refusal { _ = try DmaBuf.allocate(pages: pages, on: system) },
                 r.refusal { _ = try allocator.share(pages: pages, with: r.host.frontend.id) },
-                r.refusal { _ = try gntdev.importDmaBuf(fileDescriptor: FileDescriptor(rawValue: 0), to: r.host.frontend.id, pageCount: pages) },
+                r.refusal {
+                    _ = try gntdev.importDmaBuf(
+                        fileDescriptor: FileDescriptor(rawValue: 0),
+                        to: r.host.frontend.id,
+                        pageCount: pages
+                    )
+                },
                 r.refusal { _ = try gntdev.map(MisstatedRefs(refs: [8], claimed: pages), from: r.host.frontend.id) },
-                r.refusal { _ = try gntdev.exportDmaBuf(refs: MisstatedRefs(refs: [8], claimed: pages), from: r.host.frontend.id) },
+                r.refusal {
+                    _ = try gntdev.exportDmaBuf(refs: MisstatedRefs(refs: [8], claimed: pages), from: r.host.frontend.id)
+                },
             ] {
-                #expect(error.map { [.emptyRequest, .tooManyPages, .invalidArgument].contains($0.code) } == true, "\(String(describing: error))")
+                #expect(
+                    error.map { [.emptyRequest, .tooManyPages, .invalidArgument].contains($0.code) } == true,
+                    "\(String(describing: error))"
+                )
             }
         }
 
@@ -53,7 +68,11 @@ extension Simulated {
                 for segment in [
                     GrantCopySegment(from: .grant(grant, offset: value), to: .local(local.baseAddress!), length: 1),
                     GrantCopySegment(from: .local(local.baseAddress!), to: .grant(grant, offset: value), length: 1),
-                    GrantCopySegment(from: .grant(grant, offset: 0), to: .local(local.baseAddress!), length: value == 4096 ? -1 : value),
+                    GrantCopySegment(
+                        from: .grant(grant, offset: 0),
+                        to: .local(local.baseAddress!),
+                        length: value == 4096 ? -1 : value
+                    ),
                 ] {
                     var segments = [segment]
                     let error = r.refusal { try gntdev.copy(&segments) }
@@ -82,7 +101,9 @@ extension Simulated {
             for negative in [Duration.seconds(-1), .nanoseconds(-1), .seconds(Int64.min)] {
                 #expect(r.refusal { _ = try pending.wait(timeout: negative) }?.code == .invalidArgument)
                 await #expect(throws: XenGntError.self) { _ = try await pending.waitUntilReleased(timeout: negative) }
-                await #expect(throws: XenGntError.self) { _ = try await pending.waitUntilReleased(timeout: .zero, pollInterval: negative) }
+                await #expect(throws: XenGntError.self) {
+                    _ = try await pending.waitUntilReleased(timeout: .zero, pollInterval: negative)
+                }
             }
             // "Wait forever" is a plausible timeout: it waits until the buffer is released.
             let release = Task.detached {

@@ -76,7 +76,13 @@ extension Simulated.Layout {
     /// SharedPages releases with gntdev's unmap struct: the two must stay the same layout.
     @Test func gntallocDeallocHasTheLayoutOfGntdevUnmap() {
         #expect(MemoryLayout<ioctl_gntalloc_dealloc_gref>.size == MemoryLayout<ioctl_gntdev_unmap_grant_ref>.size)
-        #expect(MemoryLayout<ioctl_gntalloc_dealloc_gref>.offset(of: \.index) == MemoryLayout<ioctl_gntdev_unmap_grant_ref>.offset(of: \.index))
-        #expect(MemoryLayout<ioctl_gntalloc_dealloc_gref>.offset(of: \.count) == MemoryLayout<ioctl_gntdev_unmap_grant_ref>.offset(of: \.count))
+        #expect(
+            MemoryLayout<ioctl_gntalloc_dealloc_gref>.offset(of: \.index)
+                == MemoryLayout<ioctl_gntdev_unmap_grant_ref>.offset(of: \.index)
+        )
+        #expect(
+            MemoryLayout<ioctl_gntalloc_dealloc_gref>.offset(of: \.count)
+                == MemoryLayout<ioctl_gntdev_unmap_grant_ref>.offset(of: \.count)
+        )
     }
 }

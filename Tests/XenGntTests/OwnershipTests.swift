@@ -31,7 +31,10 @@ extension Simulated {
                     let census = host.xen.census()
                     #expect(census.grantMaps == 1 && census.exports == 2 && census.imports == 1 && census.gntallocPages == 2)
                     #expect(census.memoryMappings == 3)
-                    _ = (mapping.pageCount, duplicate.fileDescriptor, holder.fileDescriptor, imported.refs, cpu.byteCount, shared.refs)
+                    _ = (
+                        mapping.pageCount, duplicate.fileDescriptor, holder.fileDescriptor, imported.refs, cpu.byteCount,
+                        shared.refs
+                    )
                     #expect(try pending.wait(timeout: .zero) == false)
                 }
                 #expect(frontendRefs.allSatisfy { host.frontend.mapCount(of: $0) == 0 })
@@ -111,7 +114,9 @@ extension Simulated {
             let gntdev = try host.gntdev()
             let refs = try host.frontend.grantPages(1, to: host.backend.id)
             host.xen.injectFault(.noMemory, on: .ioctl(.exportFromRefs))
-            let error = #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id, allocation: .contiguousCoherent) }
+            let error = #expect(throws: XenGntError.self) {
+                _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id, allocation: .contiguousCoherent)
+            }
             #expect(error?.code == .outOfMemory)
             #expect(error?.description.contains("cma=") == true)
             host.xen.injectFault(.noMemory, on: .ioctl(.mapGrantRef))
@@ -121,9 +126,14 @@ extension Simulated {
             #expect(host.xen.census().grantMaps == 0, "a failed mmap withdraws the grant map")
             let allocator = try GrantAllocator(on: host.dom0.system)
             host.xen.injectFault(.noMemory, on: .ioctl(.allocGref))
-            #expect(#expect(throws: XenGntError.self) { _ = try allocator.share(pages: 1, with: host.frontend.id) }?.code == .outOfMemory)
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try allocator.share(pages: 1, with: host.frontend.id) }?.code
+                    == .outOfMemory
+            )
             host.xen.injectFault(.noMemory, on: .mmap)
-            #expect(#expect(throws: XenGntError.self) { _ = try allocator.share(pages: 1, with: host.frontend.id) }?.call == "mmap")
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try allocator.share(pages: 1, with: host.frontend.id) }?.call == "mmap"
+            )
             #expect(host.xen.census().gntallocPages == 0, "a failed mmap deallocates the share")
         }
 
@@ -149,9 +159,13 @@ extension Simulated {
                 host.xen.destroyDomain(host.frontend.id)
 
                 #expect(mapping.withUnsafeBytes { Array($0.prefix(3)) } == [1, 2, 3], "pages stay valid until unmapped")
-                #expect(#expect(throws: XenGntError.self) { _ = try gntdev.map(refs, from: host.frontend.id) }?.code == .badGrants)
-                #expect(!host.backend.isGranted(imported.refs[0]) || host.backend.mapCount(of: imported.refs[0]) == 0,
-                        "the dead domain's mappings of our pages are gone")
+                #expect(
+                    #expect(throws: XenGntError.self) { _ = try gntdev.map(refs, from: host.frontend.id) }?.code == .badGrants
+                )
+                #expect(
+                    !host.backend.isGranted(imported.refs[0]) || host.backend.mapCount(of: imported.refs[0]) == 0,
+                    "the dead domain's mappings of our pages are gone"
+                )
                 try mapping.unmap()
                 try exported.releaseAndWait(timeout: .seconds(1))
                 try imported.release()

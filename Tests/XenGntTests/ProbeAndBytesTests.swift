@@ -12,7 +12,10 @@ import Glibc
 extension Simulated {
     @Suite struct Probe {
         @Test func pvhPvAndArmDomains() throws {
-            let host = try Host { $0.gntdevLimit = 4096; $0.gntallocLimit = 8192 }
+            let host = try Host {
+                $0.gntdevLimit = 4096
+                $0.gntallocLimit = 8192
+            }
             let arm = try host.xen.addDomain(7, type: .arm)
             let pvh = XenCapabilities.probe(on: host.backend.system)
             #expect(pvh.isXenDomain && pvh.guestType == .pvh)
@@ -79,9 +82,12 @@ extension Simulated {
                 func count(at offset: Int) -> Int { Int(argument.load(fromByteOffset: offset, as: UInt32.self)) }
                 switch request {
                 case cxg_request_gntdev_map_grant_ref(): size = cxg_map_grant_ref_size(UInt32(count(at: 0)))
-                case cxg_request_gntdev_dmabuf_exp_from_refs(): size = cxg_exp_from_refs_size(UInt32(count(at: cxg_offsetof_exp_from_refs_count())))
-                case cxg_request_gntdev_dmabuf_imp_to_refs(): size = cxg_imp_to_refs_size(UInt32(count(at: cxg_offsetof_imp_to_refs_count())))
-                case cxg_request_gntalloc_alloc_gref(): size = cxg_alloc_gref_size(UInt32(count(at: cxg_offsetof_alloc_gref_count())))
+                case cxg_request_gntdev_dmabuf_exp_from_refs():
+                    size = cxg_exp_from_refs_size(UInt32(count(at: cxg_offsetof_exp_from_refs_count())))
+                case cxg_request_gntdev_dmabuf_imp_to_refs():
+                    size = cxg_imp_to_refs_size(UInt32(count(at: cxg_offsetof_imp_to_refs_count())))
+                case cxg_request_gntalloc_alloc_gref():
+                    size = cxg_alloc_gref_size(UInt32(count(at: cxg_offsetof_alloc_gref_count())))
                 default: break
                 }
                 let bytes = Array(UnsafeRawBufferPointer(start: argument, count: size))
@@ -90,7 +96,9 @@ extension Simulated {
 
             func last(_ request: UInt) -> [UInt8]? { log.withLock { $0.last { $0.request == request }?.bytes } }
 
-            func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 { try inner.open(path, flags: flags, mode: mode) }
+            func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 {
+                try inner.open(path, flags: flags, mode: mode)
+            }
             func close(_ fd: Int32) throws(Errno) { try inner.close(fd) }
             func dup(_ fd: Int32) throws(Errno) -> Int32 { try inner.dup(fd) }
             func dup3(_ oldFD: Int32, _ newFD: Int32, flags: Int32) throws(Errno) { try inner.dup3(oldFD, newFD, flags: flags) }
@@ -98,23 +106,43 @@ extension Simulated {
                 record(request, argument)
                 return try inner.ioctl(fd, request, argument)
             }
-            func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+            func mmap(
+                length: Int,
+                protection: Int32,
+                flags: Int32,
+                fd: Int32,
+                offset: Int64
+            ) throws(Errno) -> UnsafeMutableRawPointer {
                 try inner.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
             }
-            func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) { try inner.munmap(address, length: length) }
-            func lseek(_ fd: Int32, offset: Int64, whence: Int32) throws(Errno) -> Int64 { try inner.lseek(fd, offset: offset, whence: whence) }
+            func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
+                try inner.munmap(address, length: length)
+            }
+            func lseek(_ fd: Int32, offset: Int64, whence: Int32) throws(Errno) -> Int64 {
+                try inner.lseek(fd, offset: offset, whence: whence)
+            }
             func fstat(_ fd: Int32) throws(Errno) -> stat { try inner.fstat(fd) }
             func readSmallFile(_ path: String) throws(Errno) -> String { try inner.readSmallFile(path) }
             func machine() -> String { inner.machine() }
             func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 { try inner.memfdCreate(name, flags: flags) }
             func ftruncate(_ fd: Int32, length: Int64) throws(Errno) { try inner.ftruncate(fd, length: length) }
-            func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 { try inner.fcntl(fd, command: command, argument: argument) }
-            func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { try inner.read(fd, into: buffer) }
-            func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { try inner.write(fd, from: buffer) }
-            func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int { try inner.poll(descriptors, timeout: timeout) }
+            func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 {
+                try inner.fcntl(fd, command: command, argument: argument)
+            }
+            func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+                try inner.read(fd, into: buffer)
+            }
+            func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+                try inner.write(fd, from: buffer)
+            }
+            func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
+                try inner.poll(descriptors, timeout: timeout)
+            }
             func connectUnixSocket(_ path: String) throws(Errno) -> Int32 { try inner.connectUnixSocket(path) }
             func listDirectory(_ path: String) throws(Errno) -> [String] { try inner.listDirectory(path) }
-            func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 { try inner.eventfd(initialValue: initialValue, flags: flags) }
+            func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
+                try inner.eventfd(initialValue: initialValue, flags: flags)
+            }
         }
 
         func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
@@ -156,7 +184,10 @@ extension Simulated {
             let imp = try #require(recording.last(cxg_request_gntdev_dmabuf_imp_to_refs()))
             #expect(u32(imp, cxg_offsetof_imp_to_refs_count()) == 2)
             #expect(u32(imp, cxg_offsetof_imp_to_refs_domid()) == 1)
-            #expect(u32(imp, cxg_offsetof_imp_to_refs_reserved()) == 0, "reserved is zeroed (libxengnttab leaves it uninitialised)")
+            #expect(
+                u32(imp, cxg_offsetof_imp_to_refs_reserved()) == 0,
+                "reserved is zeroed (libxengnttab leaves it uninitialised)"
+            )
             #expect(Int32(bitPattern: u32(imp, cxg_offsetof_imp_to_refs_fd())) == number, "the import names the buffer it took")
             try imported.release()
             let release = try #require(recording.last(cxg_request_gntdev_dmabuf_imp_release()))
@@ -177,7 +208,13 @@ extension Simulated {
             let refs = try host.frontend.grantPages(1, to: host.backend.id)
             var local = [UInt8](repeating: 0, count: 16)
             try local.withUnsafeMutableBytes { raw in
-                var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 100), to: .local(raw.baseAddress!), length: 16)]
+                var segments = [
+                    GrantCopySegment(
+                        from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 100),
+                        to: .local(raw.baseAddress!),
+                        length: 16
+                    )
+                ]
                 try gntdev.copy(&segments)
                 let header = try #require(recording.last(cxg_request_gntdev_grant_copy()))
                 #expect(u32(header, 0) == 1)
@@ -186,7 +223,10 @@ extension Simulated {
                 #expect(u32(segment, 0) == refs[0].rawValue, "source.foreign.ref")
                 #expect(u16(segment, 4) == 100, "source.foreign.offset")
                 #expect(u16(segment, 6) == 1, "source.foreign.domid")
-                #expect(segment.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: cxg_offsetof_copy_segment_dest(), as: UInt.self) } == UInt(bitPattern: raw.baseAddress))
+                #expect(
+                    segment.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: cxg_offsetof_copy_segment_dest(), as: UInt.self) }
+                        == UInt(bitPattern: raw.baseAddress)
+                )
                 #expect(u16(segment, cxg_offsetof_copy_segment_len()) == 16)
                 #expect(u16(segment, cxg_offsetof_copy_segment_flags()) == UInt16(CXG_GNTCOPY_SOURCE_GREF))
             }

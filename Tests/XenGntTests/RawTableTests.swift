@@ -2,8 +2,8 @@ import CXenGnt
 import SystemPackage
 import Testing
 import XenGnt
-import XenGntTesting
 import XenGntConformance
+import XenGntTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -54,13 +54,13 @@ extension Simulated {
             let unused: UInt32 = 3000
             _ = try host.xen.addDomain(3, type: .pvh)
             let cases: [(domid: UInt32, refs: [UInt32], count: UInt32?)] = [
-                (1, [], 0),                                    // count 0
+                (1, [], 0),  // count 0
                 (1, Array(repeating: good, count: 17), nil),  // over the limit
-                (1, [40000], nil),                            // invalid ref
-                (1, [unused], nil),                           // unused ref
-                (3, [good], nil),                             // wrong domid
-                (99, [good], nil),                            // unknown domid
-                (1, [good, unused], nil),                     // one good + one bad
+                (1, [40000], nil),  // invalid ref
+                (1, [unused], nil),  // unused ref
+                (3, [good], nil),  // wrong domid
+                (99, [good], nil),  // unknown domid
+                (1, [good, unused], nil),  // one good + one bad
             ]
             for (domid, refs, count) in cases {
                 #expect(pvh.errno(pvh.export(fd, domid: domid, refs: refs, count: count)) == .invalidArgument)
@@ -95,7 +95,10 @@ extension Simulated {
         @Test func waitReleasedOnAnUnknownNumberOrAnotherFileIsENOENT() throws {
             let fd = try pvh.open("/dev/xen/gntdev")
             let other = try pvh.open("/dev/xen/gntdev")
-            defer { pvh.close(fd); pvh.close(other) }
+            defer {
+                pvh.close(fd)
+                pvh.close(other)
+            }
             let refs = try host.frontend.grantPages(1, to: host.backend.id).map(\.rawValue)
             let exported = try pvh.export(fd, domid: 1, refs: refs).get()
             defer { pvh.close(exported) }
@@ -112,7 +115,8 @@ extension Simulated {
         func importToRefsSucceedsAndThePeerMapsCoherently(source: Source) throws {
             let fd = try pv.open("/dev/xen/gntdev")
             defer { pv.close(fd) }
-            let buffer: DmaBuf = source == .udmabuf
+            let buffer: DmaBuf =
+                source == .udmabuf
                 ? try DmaBuf.udmabuf(pages: 2, on: host.dom0.system)
                 : try DmaBuf.allocate(fromHeap: "system", pages: 2, on: host.dom0.system)
             let refs = try pv.importToRefs(fd, buffer: buffer.fileDescriptor.rawValue, count: 2, domid: 2).get()
@@ -135,15 +139,15 @@ extension Simulated {
             defer { pv.close(fd) }
             let buffer = try DmaBuf.udmabuf(pages: 2, on: host.dom0.system)
             let number = buffer.fileDescriptor.rawValue
-            #expect(pv.errno(pv.importToRefs(fd, buffer: number, count: 3, domid: 1)) == .invalidArgument)   // count ≠ pages
-            #expect(pv.errno(pv.importToRefs(fd, buffer: number, count: 0, domid: 1)) == .invalidArgument)   // count 0
+            #expect(pv.errno(pv.importToRefs(fd, buffer: number, count: 3, domid: 1)) == .invalidArgument)  // count ≠ pages
+            #expect(pv.errno(pv.importToRefs(fd, buffer: number, count: 0, domid: 1)) == .invalidArgument)  // count 0
             let memfd = try pv.calls.memfdCreate("plain", flags: 1)
             _ = ftruncate(memfd, 8192)
-            #expect(pv.errno(pv.importToRefs(fd, buffer: memfd, count: 2, domid: 1)) == .invalidArgument)    // not a dma-buf
+            #expect(pv.errno(pv.importToRefs(fd, buffer: memfd, count: 2, domid: 1)) == .invalidArgument)  // not a dma-buf
             close(memfd)
             #expect(pv.errno(pv.importToRefs(fd, buffer: 9999, count: 2, domid: 1)) == .badFileDescriptor)  // closed fd
-            #expect(pv.errno(pv.importToRefs(fd, buffer: fd, count: 2, domid: 1)) == .invalidArgument)      // the gntdev fd itself
-            #expect((try? pv.importToRefs(fd, buffer: number, count: 2, domid: 555).get()) != nil)          // unknown domid
+            #expect(pv.errno(pv.importToRefs(fd, buffer: fd, count: 2, domid: 1)) == .invalidArgument)  // the gntdev fd itself
+            #expect((try? pv.importToRefs(fd, buffer: number, count: 2, domid: 555).get()) != nil)  // unknown domid
         }
 
         @Test func importReleaseWhileMappedSucceedsTwiceIsENOENT() throws {
@@ -224,7 +228,10 @@ extension Simulated {
             host.dom0.kernel.gntallocLimit = 4
             let a = try pv.open("/dev/xen/gntalloc")
             let b = try pv.open("/dev/xen/gntalloc")
-            defer { pv.close(a); pv.close(b) }
+            defer {
+                pv.close(a)
+                pv.close(b)
+            }
             #expect(pv.errno(pv.allocGref(a, domid: 1, count: 5)) == .noSpace)
             let first = try pv.allocGref(a, domid: 1, count: 3).get()
             #expect(pv.errno(pv.allocGref(b, domid: 1, count: 2)) == .noSpace)
@@ -247,7 +254,10 @@ extension Simulated {
         @Test func unmapNotifyFailures() throws {
             let gntdev = try pvh.open("/dev/xen/gntdev")
             let gntalloc = try pv.open("/dev/xen/gntalloc")
-            defer { pvh.close(gntdev); pv.close(gntalloc) }
+            defer {
+                pvh.close(gntdev)
+                pv.close(gntalloc)
+            }
             let notify = cxg_request_gntdev_set_unmap_notify()
             #expect(pvh.notify(gntdev, request: notify, index: 0, action: 1) == .noSuchFileOrDirectory)
             #expect(pvh.notify(gntdev, request: notify, index: 0, action: 4) == .invalidArgument)
@@ -262,7 +272,13 @@ extension Simulated {
         @Test func setMaxGrantsIsENOTTY() throws {
             let fd = try pvh.open("/dev/xen/gntdev")
             defer { pvh.close(fd) }
-            let result = pvh.ioctl(fd, cxg_request_gntdev_set_max_grants(), size: 4, fill: { $0.storeBytes(of: UInt32(8), as: UInt32.self) }, read: { _ in () })
+            let result = pvh.ioctl(
+                fd,
+                cxg_request_gntdev_set_max_grants(),
+                size: 4,
+                fill: { $0.storeBytes(of: UInt32(8), as: UInt32.self) },
+                read: { _ in () }
+            )
             #expect(pvh.errno(result) == .inappropriateIOCTLForDevice)
         }
 

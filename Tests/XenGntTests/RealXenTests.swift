@@ -25,7 +25,9 @@ final class LocalKernelWorld: ConformanceWorld {
             var length: UInt32 = 0
             if let value = xs_read(handle, cxt_xbt_null(), "domid", &length) {
                 defer { free(value) }
-                id = DomainID(UInt16(String(decoding: UnsafeRawBufferPointer(start: value, count: Int(length)), as: UTF8.self)) ?? 0)
+                id = DomainID(
+                    UInt16(String(decoding: UnsafeRawBufferPointer(start: value, count: Int(length)), as: UTF8.self)) ?? 0
+                )
             }
         }
         ownID = id
@@ -38,7 +40,9 @@ final class LocalKernelWorld: ConformanceWorld {
     func write(_ key: String, _ value: String, as role: LabRole) async throws { store.withLock { $0[key] = value } }
     func read(_ key: String, as role: LabRole) async throws -> String? { store.withLock { $0[key] } }
     func bindUnboundPort(as role: LabRole, remote: DomainID) async throws -> UInt32 { throw ConformanceFailure("no peers here") }
-    func bindInterdomain(as role: LabRole, remote: DomainID, remotePort: UInt32) async throws -> UInt32 { throw ConformanceFailure("no peers here") }
+    func bindInterdomain(as role: LabRole, remote: DomainID, remotePort: UInt32) async throws -> UInt32 {
+        throw ConformanceFailure("no peers here")
+    }
     func waitForEvent(as role: LabRole, port: UInt32, timeout: Duration) async throws -> Bool { false }
     func hasStopped(_ role: LabRole) async throws -> String? { role == self.role ? nil : "not in this machine" }
     let hasReferenceLibrary = true

@@ -25,7 +25,9 @@ func request(_ sequence: UInt64, length: UInt32 = 48) -> VxRequest {
     request.sequence = sequence
     request.operation = 1
     request.length = length
-    withUnsafeMutableBytes(of: &request.payload) { for i in 0..<$0.count { $0[i] = UInt8(truncatingIfNeeded: Int(sequence) + i) } }
+    withUnsafeMutableBytes(of: &request.payload) {
+        for i in 0..<$0.count { $0[i] = UInt8(truncatingIfNeeded: Int(sequence) + i) }
+    }
     return request
 }
 
@@ -44,7 +46,10 @@ func response(_ sequence: UInt64) -> VxResponse {
         let displif = try RingGeometry(xendispl_req.self, xendispl_resp.self, byteCount: 4096)
         #expect(displif.slotCount == Int(cxb_displif_ring_size(4096)))
         for pages in [1, 2, 4, 8] {
-            #expect(try RingGeometry(VxRequest.self, VxResponse.self, byteCount: pages * 4096).slotCount == Int(cxb_vxengnt_ring_size(pages * 4096)))
+            #expect(
+                try RingGeometry(VxRequest.self, VxResponse.self, byteCount: pages * 4096).slotCount
+                    == Int(cxb_vxengnt_ring_size(pages * 4096))
+            )
         }
         #expect(throws: XenGntError.self) { _ = try RingGeometry(VxRequest.self, VxResponse.self, byteCount: 100) }
         #expect(XenbusState.headerValues == XenbusState.allCases.map(\.rawValue))
@@ -57,9 +62,13 @@ func response(_ sequence: UInt64) -> VxResponse {
         var cFront = cxb_vxengnt_front_ring_t()
         cxb_vxengnt_front_init(&cFront, page.base, 4096)
         var back = try BackRing<VxRequest, VxResponse>(unsafeMemory: page.base, byteCount: 4096)
-        var sent: UInt64 = 0, answered: UInt64 = 0
+        var sent: UInt64 = 0
+        var answered: UInt64 = 0
         for batch in 1...32 where sent < 1000 {
-            for _ in 0..<batch { cxb_vxengnt_front_next_request(&cFront)!.pointee = request(sent); sent += 1 }
+            for _ in 0..<batch {
+                cxb_vxengnt_front_next_request(&cFront)!.pointee = request(sent)
+                sent += 1
+            }
             _ = cxb_vxengnt_front_push(&cFront)
             let (handled, _) = try back.serve { request in response(request.sequence) }
             #expect(handled == batch)
@@ -78,7 +87,7 @@ func response(_ sequence: UInt64) -> VxResponse {
         for sequence in 0..<UInt64(500) {
             try front.enqueue(request(sequence))
             let notify = front.publishRequests()
-            #expect(notify == (sequence == 0))   // req_event stays 1: only the first notifies
+            #expect(notify == (sequence == 0))  // req_event stays 1: only the first notifies
             var taken = VxRequest()
             #expect(cxb_vxengnt_back_take_request(&cBack, &taken) == 1 && taken.sequence == sequence)
             var answer = response(sequence)
@@ -95,22 +104,22 @@ func response(_ sequence: UInt64) -> VxResponse {
         var back = try BackRing<VxRequest, VxResponse>(unsafeMemory: page.base, byteCount: 4096)
         try front.enqueue(request(0))
         var notify = front.publishRequests()
-        #expect(notify)                                   // req_event starts at 1
+        #expect(notify)  // req_event starts at 1
         #expect(try back.nextRequest()?.sequence == 0)
         try front.enqueue(request(1))
         notify = front.publishRequests()
-        #expect(!notify)                                  // the back end has not asked again
-        #expect(try back.finalCheckForRequests())         // and would find it before sleeping
+        #expect(!notify)  // the back end has not asked again
+        #expect(try back.finalCheckForRequests())  // and would find it before sleeping
         #expect(try back.nextRequest()?.sequence == 1)
-        #expect(try !back.finalCheckForRequests())        // asks: req_event = 3
+        #expect(try !back.finalCheckForRequests())  // asks: req_event = 3
         #expect(page.word(at: 4) == 3)
         try front.enqueue(request(2))
         notify = front.publishRequests()
-        #expect(notify)                                   // so this one notifies
+        #expect(notify)  // so this one notifies
         try back.respond(response(0))
         try back.respond(response(1))
         notify = back.publishResponses()
-        #expect(notify)                                   // rsp_event starts at 1
+        #expect(notify)  // rsp_event starts at 1
         #expect(try front.nextResponse()?.sequence == 0)
         #expect(try front.nextResponse()?.sequence == 1)
         #expect(try !front.finalCheckForResponses())
@@ -128,7 +137,7 @@ func response(_ sequence: UInt64) -> VxResponse {
         page.setWord(33, at: 0)
         #expect(throws: XenGntError.self) { _ = try back.nextRequest() }
         #expect(back.brokenBy?.code == .ringOverflow)
-        page.setWord(1, at: 0)                              // a fix does not unbreak it
+        page.setWord(1, at: 0)  // a fix does not unbreak it
         let error = #expect(throws: XenGntError.self) { _ = try back.nextRequest() }
         #expect(error?.code == .ringOverflow)
         // Exactly a ring ahead is allowed: 32 requests are taken.
@@ -169,8 +178,8 @@ func response(_ sequence: UInt64) -> VxResponse {
         for garbage: UInt32 in [0xDEAD_BEEF, 0, 0xFFFF_FFFF, 7] {
             try front.enqueue(request(0))
             _ = front.publishRequests()
-            page.setWord(garbage, at: 12)                     // rsp_event
-            page.setWord(garbage, at: 4)                      // req_event
+            page.setWord(garbage, at: 12)  // rsp_event
+            page.setWord(garbage, at: 4)  // req_event
             _ = try back.serve { response($0.sequence) }
             #expect(try front.nextResponse()?.sequence == 0)
         }
@@ -188,10 +197,10 @@ func response(_ sequence: UInt64) -> VxResponse {
         let taken = try #require(try back.nextRequest())
         let slot = page.base + RingGeometry.headerSize
         slot.storeBytes(of: UInt32(0xFFFF_FFFF), toByteOffset: 12, as: UInt32.self)  // length
-        slot.initializeMemory(as: UInt8.self, repeating: 0xEE, count: 8)              // sequence
+        slot.initializeMemory(as: UInt8.self, repeating: 0xEE, count: 8)  // sequence
         #expect(taken.length == 16 && taken.sequence == 9)
         try back.respond(response(taken.sequence))
-        #expect(throws: XenGntError.self) { try back.respond(response(10)) }     // no second request taken
+        #expect(throws: XenGntError.self) { try back.respond(response(10)) }  // no second request taken
     }
 
     @Test func aFullFrontRingRefusesMore() throws {
@@ -226,12 +235,12 @@ func response(_ sequence: UInt64) -> VxResponse {
         let page = Page()
         var writer = try EventPageWriter<xendispl_evt>(unsafeMemory: page.base)
         for _ in 0..<63 { #expect(try writer.post(xendispl_evt())) }
-        #expect(try !writer.post(xendispl_evt()))            // full: the frontend took nothing
-        page.setWord(100, at: 0)                              // in_cons beyond in_prod
+        #expect(try !writer.post(xendispl_evt()))  // full: the frontend took nothing
+        page.setWord(100, at: 0)  // in_cons beyond in_prod
         #expect((#expect(throws: XenGntError.self) { _ = try writer.post(xendispl_evt()) })?.code == .ringIndexBackwards)
         let other = Page()
         var reader = try EventPageReader<xendispl_evt>(unsafeMemory: other.base)
-        other.setWord(64, at: 4)                              // in_prod 64 ahead of in_cons 0
+        other.setWord(64, at: 4)  // in_prod 64 ahead of in_cons 0
         #expect((#expect(throws: XenGntError.self) { _ = try reader.next() })?.code == .ringOverflow)
     }
 }

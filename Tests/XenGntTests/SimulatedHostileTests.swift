@@ -57,7 +57,10 @@ extension Simulated {
         @Test func lyingCountsAndPointersAreEFAULTOrEINVAL() throws {
             let gntdev = try raw.open(Paths.gntdev)
             let gntalloc = try raw.open(Paths.gntalloc)
-            defer { raw.close(gntdev); raw.close(gntalloc) }
+            defer {
+                raw.close(gntdev)
+                raw.close(gntalloc)
+            }
             let map = cxg_request_gntdev_map_grant_ref()
             #expect(ioctl(gntdev, map, nil) == .badAddress)
             #expect(ioctl(gntdev, map, UnsafeMutableRawPointer(bitPattern: 0x1000)) == .badAddress)
@@ -91,7 +94,10 @@ extension Simulated {
             }
 
             #expect(raw.unmapGrantRef(gntdev, index: .max, count: .max) == .noSuchFileOrDirectory)
-            #expect(raw.notify(gntdev, request: cxg_request_gntdev_set_unmap_notify(), index: .max, action: 1) == .noSuchFileOrDirectory)
+            #expect(
+                raw.notify(gntdev, request: cxg_request_gntdev_set_unmap_notify(), index: .max, action: 1)
+                    == .noSuchFileOrDirectory
+            )
             var vaddr = ioctl_gntdev_get_offset_for_vaddr(vaddr: .max, offset: 0, count: 0, pad: 0)
             #expect(ioctl(gntdev, cxg_request_gntdev_get_offset_for_vaddr(), &vaddr) == .invalidArgument)
         }
@@ -114,7 +120,10 @@ extension Simulated {
             segment.source.foreign.domid = 1
             segment.dest.virt = local
             segments.storeBytes(of: segment, as: ioctl_gntdev_grant_copy_segment.self)
-            var copy = ioctl_gntdev_grant_copy(count: .max, segments: segments.assumingMemoryBound(to: ioctl_gntdev_grant_copy_segment.self))
+            var copy = ioctl_gntdev_grant_copy(
+                count: .max,
+                segments: segments.assumingMemoryBound(to: ioctl_gntdev_grant_copy_segment.self)
+            )
             #expect(ioctl(gntdev, cxg_request_gntdev_grant_copy(), &copy) == .badAddress, "the second segment is in the hole")
             #expect(local.load(as: UInt8.self) == 0, "nothing was copied")
             copy.count = 1
@@ -147,11 +156,21 @@ extension Simulated {
             let gntdev = try raw.open(Paths.gntdev)
             defer { raw.close(gntdev) }
             let calls = raw.calls
-            #expect(throws: Errno.noMemory) { _ = try calls.mmap(length: .max, protection: PROT_READ, flags: MAP_SHARED, fd: gntdev, offset: 0) }
-            #expect(throws: Errno.invalidArgument) { _ = try calls.mmap(length: 0, protection: PROT_READ, flags: MAP_SHARED, fd: gntdev, offset: 0) }
-            #expect(throws: Errno.invalidArgument) { _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: gntdev, offset: 5) }
-            #expect(throws: Errno.invalidArgument) { _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: fd, offset: -4096) }
-            #expect(throws: Errno.invalidArgument) { _ = try calls.mmap(length: 8192, protection: PROT_READ, flags: MAP_SHARED, fd: fd, offset: 0) }
+            #expect(throws: Errno.noMemory) {
+                _ = try calls.mmap(length: .max, protection: PROT_READ, flags: MAP_SHARED, fd: gntdev, offset: 0)
+            }
+            #expect(throws: Errno.invalidArgument) {
+                _ = try calls.mmap(length: 0, protection: PROT_READ, flags: MAP_SHARED, fd: gntdev, offset: 0)
+            }
+            #expect(throws: Errno.invalidArgument) {
+                _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: gntdev, offset: 5)
+            }
+            #expect(throws: Errno.invalidArgument) {
+                _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: fd, offset: -4096)
+            }
+            #expect(throws: Errno.invalidArgument) {
+                _ = try calls.mmap(length: 8192, protection: PROT_READ, flags: MAP_SHARED, fd: fd, offset: 0)
+            }
             // gntdev_mmap keeps vm_pgoff in an int: page offset 2^32 is map index 0.
             let refs = try host.frontend.grantPages(1, to: host.backend.id)
             let index = try raw.mapGrantRef(gntdev, [(domid: 1, ref: refs[0].rawValue)]).get()

@@ -86,7 +86,9 @@ extension Simulated {
             #expect(try host.dom0.system.calls.readSmallFile("/sys/module/xen_gntdev/parameters/limit") == "65536\n")
             host.backend.kernel.devices = [.gntdev]
             #expect(throws: Errno.noSuchFileOrDirectory) { _ = try calls.open("/dev/xen/gntalloc", flags: O_RDWR, mode: 0) }
-            #expect(throws: Errno.noSuchFileOrDirectory) { _ = try calls.readSmallFile("/sys/module/xen_gntalloc/parameters/limit") }
+            #expect(throws: Errno.noSuchFileOrDirectory) {
+                _ = try calls.readSmallFile("/sys/module/xen_gntalloc/parameters/limit")
+            }
             #expect(try host.dom0.system.calls.readSmallFile("/sys/module/xen_gntalloc/parameters/limit") == "1024\n")
         }
     }
@@ -97,8 +99,13 @@ extension Simulated {
         func copyStatus(_ gntdev: GrantDevice, from domain: DomainID, ref: UInt32) throws -> GrantStatus {
             var byte: UInt8 = 0
             return try withUnsafeMutableBytes(of: &byte) { local in
-                var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: domain, ref: GrantRef(ref)), offset: 0),
-                                                 to: .local(local.baseAddress!), length: 1)]
+                var segments = [
+                    GrantCopySegment(
+                        from: .grant(ForeignGrant(domain: domain, ref: GrantRef(ref)), offset: 0),
+                        to: .local(local.baseAddress!),
+                        length: 1
+                    )
+                ]
                 try gntdev.copy(&segments)
                 return segments[0].status
             }
@@ -163,12 +170,21 @@ extension Simulated {
             #expect(reason { _ = try host.frontend.read(grant: ref, at: .max, count: 1) } == .outOfRange(offset: .max, count: 1))
             #expect(reason { _ = try host.frontend.read(grant: ref, at: 1, count: .max) } == .outOfRange(offset: 1, count: .max))
             #expect(reason { _ = try host.frontend.read(grant: ref, at: 0, count: -5) } == .outOfRange(offset: 0, count: -5))
-            #expect(reason { _ = try host.frontend.read(grant: GrantRef(999), count: 1) } == .noSuchGrant(host.frontend.id, GrantRef(999)))
+            #expect(
+                reason { _ = try host.frontend.read(grant: GrantRef(999), count: 1) }
+                    == .noSuchGrant(host.frontend.id, GrantRef(999))
+            )
             #expect(reason { _ = try host.frontend.grantPages(-1, to: host.backend.id) } == .invalidCount(-1))
-            #expect(reason { _ = try host.frontend.grantPages(.max, to: host.backend.id) } == .grantTableFull(host.frontend.id, available: 32759))
+            #expect(
+                reason { _ = try host.frontend.grantPages(.max, to: host.backend.id) }
+                    == .grantTableFull(host.frontend.id, available: 32759)
+            )
             #expect(reason { _ = try host.xen.addDomain(0x7FF0, type: .pv) } == .reservedDomain(0x7FF0))
             #expect(reason { _ = try host.xen.addDomain(1, type: .pv) } == .domainExists(1))
-            #expect(reason { _ = try host.frontend.bindInterdomain(remote: host.backend.id, remotePort: 77) } == .noUnboundPort(remote: host.backend.id, port: 77))
+            #expect(
+                reason { _ = try host.frontend.bindInterdomain(remote: host.backend.id, remotePort: 77) }
+                    == .noUnboundPort(remote: host.backend.id, port: 77)
+            )
             #expect(reason { _ = try host.frontend.bindInterdomain(remote: 9, remotePort: 1) } == .noSuchDomain(9))
             #expect(try host.frontend.read(grant: ref, at: 4096, count: 0) == [])
             #expect(host.xen.census().grants == 1)
@@ -188,7 +204,10 @@ extension Simulated {
             #expect(over?.errno == .invalidArgument, "6.1's udmabuf_create: more than size_limit_mb is EINVAL")
             host.backend.kernel.udmabufSizeLimitMB = 1
             #expect(try calls.readSmallFile("/sys/module/udmabuf/parameters/size_limit_mb") == "1\n")
-            #expect(#expect(throws: XenGntError.self) { _ = try DmaBuf.udmabuf(pages: 257, on: host.backend.system) }?.errno == .invalidArgument)
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try DmaBuf.udmabuf(pages: 257, on: host.backend.system) }?.errno
+                    == .invalidArgument
+            )
             _ = try DmaBuf.udmabuf(pages: 256, on: host.backend.system)
             _ = try DmaBuf.udmabuf(pages: 257, on: host.dom0.system)
         }
@@ -202,16 +221,30 @@ extension Simulated {
         }
 
         func create(_ raw: Raw, _ device: Int32, memfd: Int32, offset: UInt64, size: UInt64) -> Errno? {
-            raw.errno(raw.ioctl(device, cxg_request_udmabuf_create(), size: MemoryLayout<udmabuf_create>.size, fill: {
-                $0.storeBytes(of: udmabuf_create(memfd: UInt32(bitPattern: memfd), flags: 0, offset: offset, size: size), as: udmabuf_create.self)
-            }, read: { Int32($0.load(as: UInt32.self)) }))
+            raw.errno(
+                raw.ioctl(
+                    device,
+                    cxg_request_udmabuf_create(),
+                    size: MemoryLayout<udmabuf_create>.size,
+                    fill: {
+                        $0.storeBytes(
+                            of: udmabuf_create(memfd: UInt32(bitPattern: memfd), flags: 0, offset: offset, size: size),
+                            as: udmabuf_create.self
+                        )
+                    },
+                    read: { Int32($0.load(as: UInt32.self)) }
+                )
+            )
         }
 
         @Test func udmabufRefusesHostileSizesAndOffsetsAsTheKernelDoes() throws {
             let host = try Host()
             let raw = Raw(host.backend.system)
             let (memfd, device) = try sealedMemfd(raw, pages: 2)
-            defer { raw.close(memfd); raw.close(device) }
+            defer {
+                raw.close(memfd)
+                raw.close(device)
+            }
             #expect(create(raw, device, memfd: memfd, offset: 0, size: ~UInt64(4095)) == .invalidArgument)
             #expect(create(raw, device, memfd: memfd, offset: ~UInt64(4095), size: 4096) == .invalidArgument)
             #expect(create(raw, device, memfd: memfd, offset: 4096, size: 8192) == .invalidArgument, "past the memfd's end")
@@ -227,7 +260,10 @@ extension Simulated {
             let host = try Host()
             let raw = Raw(host.backend.system)
             let (memfd, device) = try sealedMemfd(raw, pages: 3)
-            defer { raw.close(memfd); raw.close(device) }
+            defer {
+                raw.close(memfd)
+                raw.close(device)
+            }
             let request = SimulatedIoctl.udmabufCreateList.request
             func createList(_ items: [(offset: UInt64, size: UInt64)], count: UInt32? = nil) throws(Errno) -> Int32 {
                 let argument = UnsafeMutableRawPointer.allocate(byteCount: 8 + 24 * max(items.count, 1), alignment: 16)
@@ -235,8 +271,11 @@ extension Simulated {
                 argument.storeBytes(of: UInt32(0), as: UInt32.self)
                 argument.storeBytes(of: count ?? UInt32(items.count), toByteOffset: 4, as: UInt32.self)
                 for (i, item) in items.enumerated() {
-                    argument.storeBytes(of: udmabuf_create_item(memfd: UInt32(memfd), __pad: 0, offset: item.offset, size: item.size),
-                                        toByteOffset: 8 + 24 * i, as: udmabuf_create_item.self)
+                    argument.storeBytes(
+                        of: udmabuf_create_item(memfd: UInt32(memfd), __pad: 0, offset: item.offset, size: item.size),
+                        toByteOffset: 8 + 24 * i,
+                        as: udmabuf_create_item.self
+                    )
                 }
                 return try raw.calls.ioctl(device, request, argument)
             }
@@ -249,11 +288,27 @@ extension Simulated {
             #expect(host.xen.census()[host.backend.id]?.openFiles == 2, "the device and the memfd: the buffer was closed")
         }
 
-        func heapAlloc(_ raw: Raw, _ heap: Int32, request: UInt = cxg_request_dma_heap_alloc(), len: UInt64, fd: UInt32 = 0) -> Errno? {
-            raw.errno(raw.ioctl(heap, request, size: MemoryLayout<dma_heap_allocation_data>.size, fill: {
-                $0.storeBytes(of: dma_heap_allocation_data(len: len, fd: fd, fd_flags: UInt32(O_RDWR | O_CLOEXEC), heap_flags: 0),
-                              as: dma_heap_allocation_data.self)
-            }, read: { raw.close(Int32(bitPattern: $0.load(fromByteOffset: 8, as: UInt32.self))) }))
+        func heapAlloc(
+            _ raw: Raw,
+            _ heap: Int32,
+            request: UInt = cxg_request_dma_heap_alloc(),
+            len: UInt64,
+            fd: UInt32 = 0
+        ) -> Errno? {
+            raw.errno(
+                raw.ioctl(
+                    heap,
+                    request,
+                    size: MemoryLayout<dma_heap_allocation_data>.size,
+                    fill: {
+                        $0.storeBytes(
+                            of: dma_heap_allocation_data(len: len, fd: fd, fd_flags: UInt32(O_RDWR | O_CLOEXEC), heap_flags: 0),
+                            as: dma_heap_allocation_data.self
+                        )
+                    },
+                    read: { raw.close(Int32(bitPattern: $0.load(fromByteOffset: 8, as: UInt32.self))) }
+                )
+            )
         }
 
         @Test func dmaHeapLengthsWrapAndOverflowAsTheKernelSays() throws {
@@ -265,7 +320,10 @@ extension Simulated {
             #expect(heapAlloc(raw, heap, len: .max - 8191) == .noMemory)
             #expect(heapAlloc(raw, heap, len: 0) == .invalidArgument)
             #expect(heapAlloc(raw, heap, len: 4096, fd: 3) == .invalidArgument, "fd must be 0")
-            #expect(heapAlloc(raw, heap, request: cxg_request_dma_heap_alloc() + 1, len: 4096) == .invalidArgument, "past the one request")
+            #expect(
+                heapAlloc(raw, heap, request: cxg_request_dma_heap_alloc() + 1, len: 4096) == .invalidArgument,
+                "past the one request"
+            )
             #expect(heapAlloc(raw, heap, len: 1) == nil)
             #expect(host.xen.census()[host.backend.id]?.descriptors == 1)
         }

@@ -44,9 +44,11 @@ extension Simulated {
                 #expect(host.xen.grants(from: host.backend.id, to: host.frontend.id) == 0)
                 host.frontend.endAccess(refs)
                 #expect(host.xen.census().isClean, "\(host.xen.census())")
-                #expect(throws: Errno.noSuchProcess) { _ = try worker.system.calls.open("/dev/xen/gntdev", flags: O_RDWR, mode: 0) }
+                #expect(throws: Errno.noSuchProcess) {
+                    _ = try worker.system.calls.open("/dev/xen/gntdev", flags: O_RDWR, mode: 0)
+                }
                 _ = (cpu.byteCount, imported.refs, shared.refs, exported.pageCount, events)
-            }   // the dead process's owners deinit: every call fails without touching the host
+            }  // the dead process's owners deinit: every call fails without touching the host
         }
 
         @Test func aDeadProcessNeverTouchesTheHost() throws {
@@ -93,7 +95,11 @@ extension Simulated {
             #expect(throws: Errno.badFileDescriptor) { try other.calls.close(fd) }
             #expect(throws: Errno.badFileDescriptor) { _ = try other.calls.dup(fd) }
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            #expect(try withUnsafeMutablePointer(to: &entry) { try other.calls.poll(UnsafeMutableBufferPointer(start: $0, count: 1), timeout: 0) } == 1)
+            #expect(
+                try withUnsafeMutablePointer(to: &entry) {
+                    try other.calls.poll(UnsafeMutableBufferPointer(start: $0, count: 1), timeout: 0)
+                } == 1
+            )
             #expect(entry.revents == Int16(POLLNVAL))
             #expect(main.unmapGrantRef(fd, index: 0, count: 1) == .noSuchFileOrDirectory, "still the main process's")
         }
@@ -109,16 +115,26 @@ extension Simulated {
             #expect(host.frontend.state == .gone)
             #expect(host.xen.existingDomain(host.frontend.id) == nil)
             #expect(#expect(throws: XenGntError.self) { _ = try GrantDevice(on: frontendSystem) }?.errno == .noSuchProcess)
-            #expect(throws: Errno.noSuchProcess) { _ = try host.xen.system(of: host.frontend.id).calls.readSmallFile(Paths.hypervisorType) }
+            #expect(throws: Errno.noSuchProcess) {
+                _ = try host.xen.system(of: host.frontend.id).calls.readSmallFile(Paths.hypervisorType)
+            }
             #expect(throws: SimulationError.self) { _ = try host.frontend.spawnProcess() }
             #expect(throws: SimulationError.self) { _ = try host.frontend.grantPages(1, to: host.backend.id) }
             let gntdev = try host.gntdev()
             #expect(#expect(throws: XenGntError.self) { _ = try gntdev.map(refs, from: host.frontend.id) }?.code == .badGrants)
-            #expect(#expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id) }?.errno == .invalidArgument)
+            #expect(
+                #expect(throws: XenGntError.self) { _ = try gntdev.exportDmaBuf(refs: refs, from: host.frontend.id) }?.errno
+                    == .invalidArgument
+            )
             var byte: UInt8 = 0
             try withUnsafeMutableBytes(of: &byte) { local in
-                var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 0),
-                                                 to: .local(local.baseAddress!), length: 1)]
+                var segments = [
+                    GrantCopySegment(
+                        from: .grant(ForeignGrant(domain: host.frontend.id, ref: refs[0]), offset: 0),
+                        to: .local(local.baseAddress!),
+                        length: 1
+                    )
+                ]
                 try gntdev.copy(&segments)
                 #expect(segments[0].status == .badDomain)
             }
@@ -210,7 +226,9 @@ extension Simulated {
             #expect(!census.isClean)
             #expect(census.processes == 3 && census.descriptors == 1 && census.grants == 2 && census.foreignMappings == 1)
             let backend = try #require(census[host.backend.id])
-            #expect(backend.description == "dom2: 1 descriptor, 1 open file, 1 memory mapping, 1 gntdev grant map, 1 foreign mapping")
+            #expect(
+                backend.description == "dom2: 1 descriptor, 1 open file, 1 memory mapping, 1 gntdev grant map, 1 foreign mapping"
+            )
             #expect(census[host.frontend.id]?.grantsIssued == [host.backend.id: 2])
             #expect(census.description == "dom1: 2 grants (2 to dom2); " + backend.description)
             #expect(census[host.dom0.id]?.isClean == true)

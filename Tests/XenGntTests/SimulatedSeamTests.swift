@@ -22,7 +22,9 @@ func pollInBackground(_ calls: any SystemCalls, _ fd: Int32, timeout: Int32 = 20
     DispatchQueue.global().async {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         do {
-            _ = try withUnsafeMutablePointer(to: &entry) { try calls.poll(UnsafeMutableBufferPointer(start: $0, count: 1), timeout: timeout) }
+            _ = try withUnsafeMutablePointer(to: &entry) {
+                try calls.poll(UnsafeMutableBufferPointer(start: $0, count: 1), timeout: timeout)
+            }
             outcome.result = .success(entry.revents)
         } catch let error as Errno {
             outcome.result = .failure(error)
@@ -91,9 +93,11 @@ extension Simulated {
             let gntdev = try calls.open(Paths.gntdev, flags: O_RDWR | O_CLOEXEC, mode: 0)
             let buffer = try DmaBuf.udmabuf(pages: 1, on: host.backend.system)
             defer { try? calls.close(gntdev) }
-            var entries = [pollfd(fd: gntdev, events: Int16(POLLIN | POLLOUT), revents: 0),
-                           pollfd(fd: buffer.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: -1, events: Int16(POLLIN), revents: 7)]
+            var entries = [
+                pollfd(fd: gntdev, events: Int16(POLLIN | POLLOUT), revents: 0),
+                pollfd(fd: buffer.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: -1, events: Int16(POLLIN), revents: 7),
+            ]
             #expect(try entries.withUnsafeMutableBufferPointer { try calls.poll($0, timeout: -1) } == 2)
             #expect(entries[0].revents == Int16(POLLIN | POLLOUT), "DEFAULT_POLLMASK, as asked")
             #expect(entries[1].revents & Int16(POLLIN) != 0, "a dma-buf without fences")
@@ -140,10 +144,14 @@ extension Simulated {
         @Test func theSimulatorsOwnDescriptorsDoNotExistForAProcess() throws {
             let host = try Host()
             _ = try host.backend.grantPages(1, to: host.frontend.id)
-            let memory = try #require(openDescriptors().first { (try? String(contentsOfLink: $0))?.contains("xengnt-sim-dom2") == true })
+            let memory = try #require(
+                openDescriptors().first { (try? String(contentsOfLink: $0))?.contains("xengnt-sim-dom2") == true }
+            )
             let calls = host.frontend.system.calls
             #expect(throws: Errno.badFileDescriptor) { try calls.close(memory) }
-            #expect(throws: Errno.badFileDescriptor) { _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: memory, offset: 0) }
+            #expect(throws: Errno.badFileDescriptor) {
+                _ = try calls.mmap(length: 4096, protection: PROT_READ, flags: MAP_SHARED, fd: memory, offset: 0)
+            }
             #expect(throws: Errno.badFileDescriptor) { try calls.dup3(memory, memory, flags: 0) }
             #expect(isOpen(memory))
         }
@@ -188,7 +196,14 @@ extension Simulated {
                 (.ioctl(nil), { _ = try calls.ioctl(gntdev, 0x1234, nil) }),
                 (.read, { _ = try withUnsafeMutableBytes(of: &word) { try calls.read(event, into: $0) } }),
                 (.write, { _ = try withUnsafeBytes(of: &word) { try calls.write(event, from: $0) } }),
-                (.poll, { _ = try withUnsafeMutablePointer(to: &entry) { try calls.poll(UnsafeMutableBufferPointer(start: $0, count: 1), timeout: 0) } }),
+                (
+                    .poll,
+                    {
+                        _ = try withUnsafeMutablePointer(to: &entry) {
+                            try calls.poll(UnsafeMutableBufferPointer(start: $0, count: 1), timeout: 0)
+                        }
+                    }
+                ),
                 (.connect, { _ = try calls.connectUnixSocket("/var/run/xenstored/socket") }),
                 (.listDirectory, { _ = try calls.listDirectory("/dev/xen") }),
                 (.eventfd, { _ = try calls.eventfd(initialValue: 0, flags: 0) }),
@@ -212,20 +227,23 @@ extension Simulated {
             let host = try Host()
             let calls = host.backend.system.calls
             let buffer = try DmaBuf.udmabuf(pages: 1, on: host.backend.system)
-            let path: String? = switch ioctl {
-            case .allocGref, .deallocGref, .gntallocSetUnmapNotify: Paths.gntalloc
-            case .dmaBufSync, .dmaBufSetName: nil
-            case .udmabufCreate, .udmabufCreateList: Paths.udmabuf
-            case .dmaHeapAlloc: Paths.dmaHeaps + "system"
-            case .evtchnBindInterdomain, .evtchnBindUnboundPort, .evtchnUnbind, .evtchnNotify, .evtchnReset: "/dev/xen/evtchn"
-            case _ where "\(ioctl)".hasPrefix("drm"): "/dev/dri/card1"   // vkms
-            default: Paths.gntdev
-            }
+            let path: String? =
+                switch ioctl {
+                case .allocGref, .deallocGref, .gntallocSetUnmapNotify: Paths.gntalloc
+                case .dmaBufSync, .dmaBufSetName: nil
+                case .udmabufCreate, .udmabufCreateList: Paths.udmabuf
+                case .dmaHeapAlloc: Paths.dmaHeaps + "system"
+                case .evtchnBindInterdomain, .evtchnBindUnboundPort, .evtchnUnbind, .evtchnNotify, .evtchnReset: "/dev/xen/evtchn"
+                case _ where "\(ioctl)".hasPrefix("drm"): "/dev/dri/card1"  // vkms
+                default: Paths.gntdev
+                }
             let fd = try path.map { try calls.open($0, flags: O_RDWR | O_CLOEXEC, mode: 0) } ?? buffer.fileDescriptor.rawValue
             defer { if path != nil { try? calls.close(fd) } }
             var argument = [UInt8](repeating: 0, count: 64)
             host.xen.injectFault(.resourceBusy, on: .ioctl(ioctl))
-            #expect(throws: Errno.resourceBusy) { _ = try argument.withUnsafeMutableBytes { try calls.ioctl(fd, ioctl.request, $0.baseAddress) } }
+            #expect(throws: Errno.resourceBusy) {
+                _ = try argument.withUnsafeMutableBytes { try calls.ioctl(fd, ioctl.request, $0.baseAddress) }
+            }
         }
 
         @Test func gntallocsUnmapNotifyIsDecodedAsGntallocs() throws {
@@ -235,10 +253,14 @@ extension Simulated {
             host.xen.injectFault(.noMemory, on: .ioctl(.gntdevSetUnmapNotify))
             try shared.setUnmapNotification(.clearByte(at: 0))
             host.xen.injectFault(.resourceBusy, on: .ioctl(.gntallocSetUnmapNotify))
-            #expect(#expect(throws: XenGntError.self) { try shared.setUnmapNotification(.clearByte(at: 1)) }?.errno == .resourceBusy)
+            #expect(
+                #expect(throws: XenGntError.self) { try shared.setUnmapNotification(.clearByte(at: 1)) }?.errno == .resourceBusy
+            )
             let mapping = try host.gntdev().map(host.frontend.grantPages(1, to: host.backend.id), from: host.frontend.id)
-            #expect(#expect(throws: XenGntError.self) { try mapping.setUnmapNotification(.clearByte(at: 0)) }?.errno == .noMemory,
-                    "the gntdev fault stayed armed for gntdev")
+            #expect(
+                #expect(throws: XenGntError.self) { try mapping.setUnmapNotification(.clearByte(at: 0)) }?.errno == .noMemory,
+                "the gntdev fault stayed armed for gntdev"
+            )
         }
     }
 }

@@ -12,7 +12,7 @@ extension SimulatedWorld {
         guard let domain = xen.existingDomain(domainID(of: role)) else { throw ConformanceFailure("\(role) is gone") }
         let process = try domain.spawnProcess()
         let holder = SimulatedHolder(process: process, resources: try HeldResources(holdings, on: process.system))
-        keep(holder)   // a holder lives until it is killed or its domain is destroyed
+        keep(holder)  // a holder lives until it is killed or its domain is destroyed
         return holder
     }
 
@@ -51,8 +51,10 @@ extension SimulatedWorld {
     /// it, no holder of its domain is alive, so it is the part's own process).
     func footprint(as role: LabRole) async throws -> ProcessFootprint {
         guard let domain = xen.census()[domainID(of: role)] else { throw ConformanceFailure("\(role) is gone") }
-        return ProcessFootprint(descriptors: ["\(domain.descriptors) descriptors", "\(domain.openFiles) open files"],
-                                mappings: ["\(domain.memoryMappings) memory mappings", "\(domain.grantMaps) gntdev grant maps"])
+        return ProcessFootprint(
+            descriptors: ["\(domain.descriptors) descriptors", "\(domain.openFiles) open files"],
+            mappings: ["\(domain.memoryMappings) memory mappings", "\(domain.grantMaps) gntdev grant maps"]
+        )
     }
 
     func note(_ line: String, in caseName: String, as role: LabRole) {

@@ -51,8 +51,6 @@ func openDescriptors() -> Set<Int32> {
 /// Whether `fd` is open in this process.
 func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) >= 0 }
 
-
-
 /// A seam that forwards every call to another and records its name, so a test can count the
 /// system calls an operation makes (`ioctl` calls are recorded by request: `IOCTL_GNTDEV_...`).
 final class SeamRecorder: SystemCalls, @unchecked Sendable {
@@ -80,38 +78,94 @@ final class SeamRecorder: SystemCalls, @unchecked Sendable {
         Request.mapGrantRef: "IOCTL_GNTDEV_MAP_GRANT_REF", Request.unmapGrantRef: "IOCTL_GNTDEV_UNMAP_GRANT_REF",
         Request.getOffsetForVaddr: "IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR", Request.setMaxGrants: "IOCTL_GNTDEV_SET_MAX_GRANTS",
         Request.gntdevSetUnmapNotify: "SET_UNMAP_NOTIFY", Request.grantCopy: "IOCTL_GNTDEV_GRANT_COPY",
-        Request.expFromRefs: "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS", Request.expWaitReleased: "IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED",
+        Request.expFromRefs: "IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS",
+        Request.expWaitReleased: "IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED",
         Request.impToRefs: "IOCTL_GNTDEV_DMABUF_IMP_TO_REFS", Request.impRelease: "IOCTL_GNTDEV_DMABUF_IMP_RELEASE",
         Request.allocGref: "IOCTL_GNTALLOC_ALLOC_GREF", Request.deallocGref: "IOCTL_GNTALLOC_DEALLOC_GREF",
         Request.dmaBufSync: "DMA_BUF_IOCTL_SYNC", Request.dmaBufSetName: "DMA_BUF_SET_NAME",
         Request.udmabufCreate: "UDMABUF_CREATE", Request.dmaHeapAlloc: "DMA_HEAP_IOCTL_ALLOC",
     ]
 
-    func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 { note("open \(path)"); return try inner.open(path, flags: flags, mode: mode) }
-    func close(_ fd: Int32) throws(Errno) { note("close"); try inner.close(fd) }
-    func dup(_ fd: Int32) throws(Errno) -> Int32 { note("dup"); return try inner.dup(fd) }
-    func dup3(_ oldFD: Int32, _ newFD: Int32, flags: Int32) throws(Errno) { note("dup3"); try inner.dup3(oldFD, newFD, flags: flags) }
+    func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 {
+        note("open \(path)")
+        return try inner.open(path, flags: flags, mode: mode)
+    }
+    func close(_ fd: Int32) throws(Errno) {
+        note("close")
+        try inner.close(fd)
+    }
+    func dup(_ fd: Int32) throws(Errno) -> Int32 {
+        note("dup")
+        return try inner.dup(fd)
+    }
+    func dup3(_ oldFD: Int32, _ newFD: Int32, flags: Int32) throws(Errno) {
+        note("dup3")
+        try inner.dup3(oldFD, newFD, flags: flags)
+    }
     func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
         note(Self.requestNames[request] ?? "ioctl \(request)")
         return try inner.ioctl(fd, request, argument)
     }
     func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
-        note("mmap"); return try inner.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
+        note("mmap")
+        return try inner.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)
     }
-    func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) { note("munmap"); try inner.munmap(address, length: length) }
-    func lseek(_ fd: Int32, offset: Int64, whence: Int32) throws(Errno) -> Int64 { note("lseek"); return try inner.lseek(fd, offset: offset, whence: whence) }
-    func fstat(_ fd: Int32) throws(Errno) -> stat { note("fstat"); return try inner.fstat(fd) }
-    func readSmallFile(_ path: String) throws(Errno) -> String { note("read \(path)"); return try inner.readSmallFile(path) }
-    func machine() -> String { note("uname"); return inner.machine() }
-    func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 { note("memfd_create"); return try inner.memfdCreate(name, flags: flags) }
-    func ftruncate(_ fd: Int32, length: Int64) throws(Errno) { note("ftruncate"); try inner.ftruncate(fd, length: length) }
-    func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 { note("fcntl"); return try inner.fcntl(fd, command: command, argument: argument) }
-    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int { note("read"); return try inner.read(fd, into: buffer) }
-    func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int { note("write"); return try inner.write(fd, from: buffer) }
-    func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int { note("poll"); return try inner.poll(descriptors, timeout: timeout) }
-    func connectUnixSocket(_ path: String) throws(Errno) -> Int32 { note("connect \(path)"); return try inner.connectUnixSocket(path) }
-    func listDirectory(_ path: String) throws(Errno) -> [String] { note("list \(path)"); return try inner.listDirectory(path) }
-    func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 { note("eventfd"); return try inner.eventfd(initialValue: initialValue, flags: flags) }
+    func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
+        note("munmap")
+        try inner.munmap(address, length: length)
+    }
+    func lseek(_ fd: Int32, offset: Int64, whence: Int32) throws(Errno) -> Int64 {
+        note("lseek")
+        return try inner.lseek(fd, offset: offset, whence: whence)
+    }
+    func fstat(_ fd: Int32) throws(Errno) -> stat {
+        note("fstat")
+        return try inner.fstat(fd)
+    }
+    func readSmallFile(_ path: String) throws(Errno) -> String {
+        note("read \(path)")
+        return try inner.readSmallFile(path)
+    }
+    func machine() -> String {
+        note("uname")
+        return inner.machine()
+    }
+    func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
+        note("memfd_create")
+        return try inner.memfdCreate(name, flags: flags)
+    }
+    func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {
+        note("ftruncate")
+        try inner.ftruncate(fd, length: length)
+    }
+    func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 {
+        note("fcntl")
+        return try inner.fcntl(fd, command: command, argument: argument)
+    }
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        note("read")
+        return try inner.read(fd, into: buffer)
+    }
+    func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        note("write")
+        return try inner.write(fd, from: buffer)
+    }
+    func poll(_ descriptors: UnsafeMutableBufferPointer<pollfd>, timeout: Int32) throws(Errno) -> Int {
+        note("poll")
+        return try inner.poll(descriptors, timeout: timeout)
+    }
+    func connectUnixSocket(_ path: String) throws(Errno) -> Int32 {
+        note("connect \(path)")
+        return try inner.connectUnixSocket(path)
+    }
+    func listDirectory(_ path: String) throws(Errno) -> [String] {
+        note("list \(path)")
+        return try inner.listDirectory(path)
+    }
+    func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
+        note("eventfd")
+        return try inner.eventfd(initialValue: initialValue, flags: flags)
+    }
 }
 
 /// Checks that a test leaves this process's descriptors as it found them (every suite here is
@@ -126,7 +180,10 @@ struct NoDescriptorLeaks: TestTrait, SuiteTrait, TestScoping {
         let before = openDescriptors()
         try await function()
         let after = openDescriptors()
-        #expect(after == before, "descriptors opened and not closed: \(after.subtracting(before).sorted()), closed: \(before.subtracting(after).sorted())")
+        #expect(
+            after == before,
+            "descriptors opened and not closed: \(after.subtracting(before).sorted()), closed: \(before.subtracting(after).sorted())"
+        )
     }
 }
 

@@ -2,15 +2,20 @@ import CXenBackend
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntBackend
 import XenGntTesting
+
+@testable import XenGntBackend
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Runs `body` with a XenStore connection of `system`, closed on every path out.
-func withStore<R>(_ system: XenSystem, transport: XenStore.Transport? = nil, _ body: (XenStore) async throws -> R) async throws -> R {
+func withStore<R>(
+    _ system: XenSystem,
+    transport: XenStore.Transport? = nil,
+    _ body: (XenStore) async throws -> R
+) async throws -> R {
     let store = try XenStore(on: system, transport: transport)
     do {
         let result = try await body(store)
@@ -43,13 +48,18 @@ extension Simulated {
                 #expect(dom0.transport == .daemonSocket)
                 #expect(try await dom0.domainID() == .dom0)
                 #expect(try await dom0.read("/local/domain/0/name") == "Domain-0")
-                let one = try await dom0.isDomainIntroduced(1), nine = try await dom0.isDomainIntroduced(9)
+                let one = try await dom0.isDomainIntroduced(1)
+                let nine = try await dom0.isDomainIntroduced(9)
                 #expect(one && !nine)
             }
             try await withStore(host.frontend.system) { domU in
                 #expect(domU.transport == .kernelDevice)
                 #expect(try await domU.domainID() == host.frontend.id)
-                #expect(try await domU.permissions(of: "/local/domain/1") == [XenStorePermission(.dom0, .none), XenStorePermission(1, .read)])
+                #expect(
+                    try await domU.permissions(of: "/local/domain/1") == [
+                        XenStorePermission(.dom0, .none), XenStorePermission(1, .read),
+                    ]
+                )
                 #expect(try await domU.permissions(of: "data") == [XenStorePermission(1, .none)])
                 try await domU.write("data/mine", "1")
                 #expect(await failure { try await domU.write("owned-by-dom0", "x") }?.code == .accessDenied)
@@ -108,20 +118,34 @@ extension Simulated {
             #expect(write(oversized) == .argListTooLong)
             #expect(write([UInt8](repeating: 0, count: 4097)) == .invalidArgument)
             // One message per write: a second one in the same write is dropped.
-            let two = XenStoreMessage(type: XenStoreMessageType.read, requestID: 7, payload: XenStoreMessage.payload(["domid"])).bytes
+            let two =
+                XenStoreMessage(type: XenStoreMessageType.read, requestID: 7, payload: XenStoreMessage.payload(["domid"])).bytes
                 + XenStoreMessage(type: XenStoreMessageType.read, requestID: 8, payload: XenStoreMessage.payload(["domid"])).bytes
             #expect(write(two) == nil)
             let replies = read()
             #expect(replies.map(\.requestID) == [7] && replies.first?.text == "1")
             // A watch: the kernel registers it, so its first event comes before the OK and has
             // no request id; the same path and token twice is no error through the kernel.
-            let watch = XenStoreMessage(type: XenStoreMessageType.watch, requestID: 9, payload: XenStoreMessage.payload(["data", "t"])).bytes
+            let watch = XenStoreMessage(
+                type: XenStoreMessageType.watch,
+                requestID: 9,
+                payload: XenStoreMessage.payload(["data", "t"])
+            ).bytes
             #expect(write(watch) == nil && write(watch) == nil)
             let answers = read()
-            #expect(answers.map(\.type) == [XenStoreMessageType.watchEvent, XenStoreMessageType.watch, XenStoreMessageType.watchEvent, XenStoreMessageType.watch])
+            #expect(
+                answers.map(\.type) == [
+                    XenStoreMessageType.watchEvent, XenStoreMessageType.watch, XenStoreMessageType.watchEvent,
+                    XenStoreMessageType.watch,
+                ]
+            )
             #expect(answers[0].requestID != 9 && answers[1].requestID == 9)
             // A refused watch fails the write itself.
-            let bad = XenStoreMessage(type: XenStoreMessageType.watch, requestID: 10, payload: XenStoreMessage.payload(["bad.path", "t"])).bytes
+            let bad = XenStoreMessage(
+                type: XenStoreMessageType.watch,
+                requestID: 10,
+                payload: XenStoreMessage.payload(["bad.path", "t"])
+            ).bytes
             #expect(write(bad) == .invalidArgument)
         }
 
@@ -141,7 +165,10 @@ extension Simulated {
                 let watch = try await dom0.watch("/local/domain/0")
                 let token = watch.token
                 let second = await failure {
-                    _ = try await dom0.send(XenStoreMessageType.watch, payload: XenStoreMessage.payload(["/local/domain/0", token]))
+                    _ = try await dom0.send(
+                        XenStoreMessageType.watch,
+                        payload: XenStoreMessage.payload(["/local/domain/0", token])
+                    )
                 }
                 #expect(second?.code == .watchExists && second?.detail == "EEXIST")
                 try await watch.cancel()
@@ -193,7 +220,7 @@ extension Simulated {
                     }
                     #expect(conflict?.code == .transactionConflict && conflict?.count == 1)
                     #expect(try await store.read("/t/a") == "1")
-                    _ = try await events.next()   // the other connection's write
+                    _ = try await events.next()  // the other connection's write
                     let seen = try await store.transaction { transaction throws(XenGntError) -> String in
                         try await transaction.write("/t/b/c", "x")
                         try await transaction.remove("/t/a")
@@ -233,7 +260,10 @@ extension Simulated {
             var events = watch.makeAsyncIterator()
             _ = try? await events.next()
             #expect(await failure { _ = try await events.next() }?.code == .connectionLost)
-            #expect(await failure { _ = try XenStore(on: host.frontend.system, transport: .socket("/nowhere")) }?.code == .xenstoreUnavailable)
+            #expect(
+                await failure { _ = try XenStore(on: host.frontend.system, transport: .socket("/nowhere")) }?.code
+                    == .xenstoreUnavailable
+            )
         }
 
         /// Item 7 of the issue: the core learns the domain's id from XenStore and refuses to map
@@ -243,7 +273,9 @@ extension Simulated {
             let system = try await XenSystem(host.frontend.system).identified()
             #expect(system.domainID == host.frontend.id)
             let shared = try GrantAllocator(on: system).share(pages: 1, with: host.frontend.id)
-            let error = #expect(throws: XenGntError.self) { _ = try GrantDevice(on: system).map(shared.refs, from: host.frontend.id) }
+            let error = #expect(throws: XenGntError.self) {
+                _ = try GrantDevice(on: system).map(shared.refs, from: host.frontend.id)
+            }
             #expect(error?.code == .ownGrants && error?.errno == nil)
             try shared.unshare()
         }

@@ -1,12 +1,21 @@
 import Testing
 import XenGnt
+
 @testable import XenGntBackend
 
 @Suite struct XenStoreWire {
     @Test func messagesRoundTripWhetherTheyArriveWholeSplitOrTogether() throws {
         let messages = [
-            XenStoreMessage(type: XenStoreMessageType.read, requestID: 7, payload: XenStoreMessage.payload(["/local/domain/3/name"])),
-            XenStoreMessage(type: XenStoreMessageType.watchEvent, requestID: 0xDEAD, payload: XenStoreMessage.payload(["/a/b", "tok"])),
+            XenStoreMessage(
+                type: XenStoreMessageType.read,
+                requestID: 7,
+                payload: XenStoreMessage.payload(["/local/domain/3/name"])
+            ),
+            XenStoreMessage(
+                type: XenStoreMessageType.watchEvent,
+                requestID: 0xDEAD,
+                payload: XenStoreMessage.payload(["/a/b", "tok"])
+            ),
             XenStoreMessage(type: XenStoreMessageType.write, requestID: 9, transactionID: 4, payload: [0x2F, 0x78, 0, 1, 2, 0]),
             XenStoreMessage(type: XenStoreMessageType.error, requestID: 10, payload: XenStoreMessage.payload(["ENOENT"])),
         ]
@@ -38,11 +47,13 @@ import XenGnt
     @Test func xenstoredsErrorStringsBecomeCodes() {
         let cases: [(String, UInt32, XenGntError.Code)] = [
             ("ENOENT", XenStoreMessageType.read, .noSuchNode), ("EACCES", XenStoreMessageType.write, .accessDenied),
-            ("EPERM", XenStoreMessageType.setPermissions, .accessDenied), ("EAGAIN", XenStoreMessageType.transactionEnd, .transactionConflict),
+            ("EPERM", XenStoreMessageType.setPermissions, .accessDenied),
+            ("EAGAIN", XenStoreMessageType.transactionEnd, .transactionConflict),
             ("EINVAL", XenStoreMessageType.read, .invalidRequest), ("ENOSPC", XenStoreMessageType.write, .quotaExceeded),
             ("EQUOTA", XenStoreMessageType.write, .quotaExceeded), ("E2BIG", XenStoreMessageType.watch, .quotaExceeded),
             ("E2BIG", XenStoreMessageType.read, .requestTooLarge), ("EEXIST", XenStoreMessageType.watch, .watchExists),
-            ("EBUSY", XenStoreMessageType.transactionStart, .xenstoreRefused), ("EWHATEVER", XenStoreMessageType.read, .xenstoreRefused),
+            ("EBUSY", XenStoreMessageType.transactionStart, .xenstoreRefused),
+            ("EWHATEVER", XenStoreMessageType.read, .xenstoreRefused),
         ]
         for (name, type, code) in cases {
             let error = XenStoreErrors.error(name: name, type: type, operation: .xenstoreRead, path: "/x")
@@ -52,7 +63,9 @@ import XenGnt
         }
         #expect(XenStoreErrors.error(name: "EQUOTA", type: 11, operation: .xenstoreWrite, path: nil).errno == nil)
         #expect(XenStorePermission("b12") == XenStorePermission(12, .readWrite))
-        #expect(XenStorePermission("x1") == nil && XenStorePermission("r") == nil && XenStorePermission("n0")?.description == "n0")
+        #expect(
+            XenStorePermission("x1") == nil && XenStorePermission("r") == nil && XenStorePermission("n0")?.description == "n0"
+        )
         #expect(XenbusState("4") == .connected && XenbusState("9") == .unknown && XenbusState(nil) == .unknown)
     }
 }

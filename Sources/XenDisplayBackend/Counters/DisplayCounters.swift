@@ -76,12 +76,19 @@ public final class DisplayCounters: Sendable {
     public func total() -> FrontendCounters {
         snapshot().sorted { $0.key < $1.key }.reduce(into: FrontendCounters()) { sum, entry in
             let c = entry.value
-            sum.requests += c.requests; sum.errors += c.errors; sum.pageFlips += c.pageFlips
-            sum.flipEvents += c.flipEvents; sum.framesShown += c.framesShown
-            sum.framesCopied += c.framesCopied; sum.bytesCopied += c.bytesCopied
-            sum.buffersCreated += c.buffersCreated; sum.buffersLive += c.buffersLive
-            sum.connects += c.connects; sum.path = c.path
-            sum.framesScannedOut += c.framesScannedOut; sum.kmsFallbacks += c.kmsFallbacks
+            sum.requests += c.requests
+            sum.errors += c.errors
+            sum.pageFlips += c.pageFlips
+            sum.flipEvents += c.flipEvents
+            sum.framesShown += c.framesShown
+            sum.framesCopied += c.framesCopied
+            sum.bytesCopied += c.bytesCopied
+            sum.buffersCreated += c.buffersCreated
+            sum.buffersLive += c.buffersLive
+            sum.connects += c.connects
+            sum.path = c.path
+            sum.framesScannedOut += c.framesScannedOut
+            sum.kmsFallbacks += c.kmsFallbacks
         }
     }
 
@@ -91,7 +98,8 @@ public final class DisplayCounters: Sendable {
         let entries = snapshot().sorted { $0.key < $1.key }.map { key, counters in
             "{\"domain\":\(key.domain),\"device\":\(key.device)," + Self.fields(counters) + "}"
         }
-        return "{\"frontends\":[" + entries.joined(separator: ",") + "],\"total\":{" + Self.fields(total(), withPath: false) + "}}"
+        return "{\"frontends\":[" + entries.joined(separator: ",") + "],\"total\":{" + Self.fields(total(), withPath: false)
+            + "}}"
     }
 
     static func fields(_ c: FrontendCounters, withPath: Bool = true) -> String {

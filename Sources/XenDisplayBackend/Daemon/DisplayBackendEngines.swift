@@ -16,7 +16,11 @@ extension XenGntError.Operation {
 /// Builds the engine the daemon runs from its options: ``XenDisplayEngine`` (XenStore, event
 /// channels and rings through XenGntBackend).
 public enum DisplayBackendEngines {
-    public static func make(options: DisplayBackendOptions, logger: Logger, system: XenSystem = .kernel) throws(XenGntError) -> any DisplayBackendEngine {
+    public static func make(
+        options: DisplayBackendOptions,
+        logger: Logger,
+        system: XenSystem = .kernel
+    ) throws(XenGntError) -> any DisplayBackendEngine {
         XenDisplayEngine(options: options, system: system)
     }
 }

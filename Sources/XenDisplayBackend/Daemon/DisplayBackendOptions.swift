@@ -4,22 +4,36 @@ public import Logging
 /// The daemon's options (`xengnt-display-backend`, and later `xengnt display`), parsed with
 /// swift-argument-parser.
 public struct DisplayBackendOptions: ParsableArguments, Sendable {
-    @Option(name: .customLong("drm-device"),
-            help: ArgumentHelp("The KMS device whose CRTCs show frontends' connectors: a path (/dev/dri/card1), a driver name (vkms), or auto (the first device with a connected display; none: headless).",
-                               valueName: "path|driver|auto"))
+    @Option(
+        name: .customLong("drm-device"),
+        help: ArgumentHelp(
+            "The KMS device whose CRTCs show frontends' connectors: a path (/dev/dri/card1), a driver name (vkms), or auto (the first device with a connected display; none: headless).",
+            valueName: "path|driver|auto"
+        )
+    )
     public var drmDevice: String = "auto"
 
-    @Flag(name: [.customLong("no-kms"), .customLong("headless")],
-          help: "Use no KMS device: every connector goes to the headless sink.")
+    @Flag(
+        name: [.customLong("no-kms"), .customLong("headless")],
+        help: "Use no KMS device: every connector goes to the headless sink."
+    )
     public var headless = false
 
-    @Option(name: .customLong("crtc"), parsing: .singleValue,
-            help: ArgumentHelp("Show a frontend's connector on a CRTC (repeatable); the other connectors go to the headless sink.",
-                               valueName: "crtc=domain:device:connector"))
+    @Option(
+        name: .customLong("crtc"),
+        parsing: .singleValue,
+        help: ArgumentHelp(
+            "Show a frontend's connector on a CRTC (repeatable); the other connectors go to the headless sink.",
+            valueName: "crtc=domain:device:connector"
+        )
+    )
     public var crtcAssignments: [CrtcAssignment] = []
 
-    @Option(name: .customLong("writeback-check"),
-            help: "Every this many seconds, read each CRTC back through writeback and log which of modetest's frames it shows (0: never).")
+    @Option(
+        name: .customLong("writeback-check"),
+        help:
+            "Every this many seconds, read each CRTC back through writeback and log which of modetest's frames it shows (0: never)."
+    )
     public var writebackCheckSeconds: Double = 0
 
     @Option(name: .customLong("png-dir"), help: "Where the headless sink writes PNG files (none: no files).")
@@ -28,13 +42,20 @@ public struct DisplayBackendOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("png-every"), help: "Write every Nth frame of a connector; 0: each frame that changed.")
     public var pngEvery: Int = 0
 
-    @Option(name: .customLong("frontend"), parsing: .singleValue,
-            help: ArgumentHelp("Serve only this domain (a domid or a name; repeatable). Default: every frontend that appears.",
-                               valueName: "domain"))
+    @Option(
+        name: .customLong("frontend"),
+        parsing: .singleValue,
+        help: ArgumentHelp(
+            "Serve only this domain (a domid or a name; repeatable). Default: every frontend that appears.",
+            valueName: "domain"
+        )
+    )
     public var frontends: [String] = []
 
-    @Option(name: .customLong("buffer-path"),
-            help: "For frontend-allocated buffers: auto (export where the display takes it, else copy), export, or copy.")
+    @Option(
+        name: .customLong("buffer-path"),
+        help: "For frontend-allocated buffers: auto (export where the display takes it, else copy), export, or copy."
+    )
     public var bufferPath: BufferPathChoice = .auto
 
     @Option(name: .customLong("max-buffer-mib"), help: "The largest display buffer a frontend may create.")
@@ -103,9 +124,12 @@ public struct CrtcAssignment: ExpressibleByArgument, Hashable, Sendable {
         guard (1...3).contains(parts.count), !parts[0].isEmpty else { return nil }
         let numbers = parts.dropFirst().map { Int($0) }
         guard numbers.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
-        self.init(crtc: crtc, domain: String(parts[0]),
-                  device: numbers.first.flatMap { $0 } ?? 0,
-                  connector: numbers.count > 1 ? numbers[1]! : 0)
+        self.init(
+            crtc: crtc,
+            domain: String(parts[0]),
+            device: numbers.first.flatMap { $0 } ?? 0,
+            connector: numbers.count > 1 ? numbers[1]! : 0
+        )
     }
 
     /// Whether this assignment names `connector` of `device` of a domain with this id or name.

@@ -25,8 +25,12 @@ public struct DisplayBackendService: Service {
     /// Prints a line (standard output by default; tests capture it).
     let output: @Sendable (String) -> Void
 
-    public init(engine: any DisplayBackendEngine, logger: Logger, countersFile: String? = nil,
-                output: @escaping @Sendable (String) -> Void = { print($0) }) {
+    public init(
+        engine: any DisplayBackendEngine,
+        logger: Logger,
+        countersFile: String? = nil,
+        output: @escaping @Sendable (String) -> Void = { print($0) }
+    ) {
         self.engine = engine
         self.logger = logger
         self.countersFile = countersFile

@@ -1,8 +1,9 @@
+import SystemPackage
+public import XenGnt
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import XenGnt
-import SystemPackage
 
 extension XenGntError.Operation {
     /// Writing a small text file (the counters, the ready file).

@@ -13,8 +13,12 @@ final class ConnectorChannels: @unchecked Sendable {
         var requestChannel: EventChannel?
         var eventChannel: EventChannel?
         let notifications: EventChannelNotifications
-        init(ring: consuming BackRing<xendispl_req, xendispl_resp>, events: consuming EventPageWriter<xendispl_evt>,
-             requestChannel: consuming EventChannel, eventChannel: consuming EventChannel) {
+        init(
+            ring: consuming BackRing<xendispl_req, xendispl_resp>,
+            events: consuming EventPageWriter<xendispl_evt>,
+            requestChannel: consuming EventChannel,
+            eventChannel: consuming EventChannel
+        ) {
             notifications = requestChannel.notifications
             self.ring = consume ring
             self.events = consume events
@@ -24,8 +28,12 @@ final class ConnectorChannels: @unchecked Sendable {
     }
     private(set) var connectors: [Connector] = []
 
-    func add(ring: consuming BackRing<xendispl_req, xendispl_resp>, events: consuming EventPageWriter<xendispl_evt>,
-             requestChannel: consuming EventChannel, eventChannel: consuming EventChannel) throws {
+    func add(
+        ring: consuming BackRing<xendispl_req, xendispl_resp>,
+        events: consuming EventPageWriter<xendispl_evt>,
+        requestChannel: consuming EventChannel,
+        eventChannel: consuming EventChannel
+    ) throws {
         connectors.append(Connector(ring: ring, events: events, requestChannel: requestChannel, eventChannel: eventChannel))
     }
 
@@ -45,7 +53,7 @@ final class ConnectorChannels: @unchecked Sendable {
         }
         ring = adapter.take()
         connector.ring = consume ring
-        if pass.notifyRequests { try? connector.requestChannel?.notify() }   // borrow
+        if pass.notifyRequests { try? connector.requestChannel?.notify() }  // borrow
         for c in pass.notifyEvents where connectors.indices.contains(c) { try? connectors[c].eventChannel?.notify() }
     }
 

@@ -25,7 +25,10 @@ public final class KMSRouting: Sendable {
 
     /// Uses `display` with `assignments` (none: CRTC 0 goes to the first frontend's connector 0).
     public func use(_ display: KMSDisplay, assignments: [CrtcAssignment]) {
-        state.withLock { $0.display = display; $0.assignments = assignments }
+        state.withLock {
+            $0.display = display
+            $0.assignments = assignments
+        }
     }
 
     /// Opens the KMS device the options name (`--drm-device`, unless `--no-kms`), for the
@@ -45,9 +48,13 @@ public final class KMSRouting: Sendable {
             let assignments = options.crtcAssignments
             let display = try KMSDisplay(device: device, crtcs: assignments.isEmpty ? [0] : assignments.map(\.crtc))
             use(display, assignments: assignments)
-            let routing = assignments.isEmpty ? "CRTC 0 shows connector 0 of the first frontend"
-                                              : assignments.map(\.defaultValueDescription).joined(separator: ", ")
-            logger.info("KMS display \(device.path) (\(device.driver.name)): \(routing); other connectors go to the headless sink")
+            let routing =
+                assignments.isEmpty
+                ? "CRTC 0 shows connector 0 of the first frontend"
+                : assignments.map(\.defaultValueDescription).joined(separator: ", ")
+            logger.info(
+                "KMS display \(device.path) (\(device.driver.name)): \(routing); other connectors go to the headless sink"
+            )
         } catch {
             logger.warning("KMS display \(spec) unusable, every connector goes to the headless sink: \(error)")
         }
@@ -58,7 +65,13 @@ public final class KMSRouting: Sendable {
         state.withLock { state in
             guard state.display != nil else { return [:] }
             if !state.assignments.isEmpty {
-                return KMSSink.routes(for: configuration, domain: key.domain, name: name, device: key.device, assignments: state.assignments)
+                return KMSSink.routes(
+                    for: configuration,
+                    domain: key.domain,
+                    name: name,
+                    device: key.device,
+                    assignments: state.assignments
+                )
             }
             guard state.claims.isEmpty, let first = configuration.connectors.first(where: { $0.index == 0 }) else { return [:] }
             state.claims[key] = 0
@@ -102,7 +115,9 @@ public final class KMSRouting: Sendable {
                     return state.writebackSeen.insert("\(crtc) \(pattern.rawValue)").inserted
                 }
                 if new, let pattern {
-                    logger.info("CRTC \(crtc) writeback shows modetest's \(pattern.rawValue) frame (\(shot.width)x\(shot.height))")
+                    logger.info(
+                        "CRTC \(crtc) writeback shows modetest's \(pattern.rawValue) frame (\(shot.width)x\(shot.height))"
+                    )
                 }
             }
         }

@@ -38,7 +38,8 @@ public struct DisplayBufferLayout: Hashable, Sendable {
 
     /// Checks a `DBUF_CREATE`.
     public init(_ request: DisplayRequest.BufferCreate, limits: Limits = .standard) throws(DisplayRefusal) {
-        let width = UInt64(request.width), height = UInt64(request.height)
+        let width = UInt64(request.width)
+        let height = UInt64(request.height)
         guard width > 0, height > 0 else {
             throw DisplayRefusal(.invalid, "buffer of \(width)x\(height): empty")
         }
@@ -48,7 +49,8 @@ public struct DisplayBufferLayout: Hashable, Sendable {
         guard limits.bitsPerPixel.contains(Int(request.bitsPerPixel)) else {
             throw DisplayRefusal(.invalid, "\(request.bitsPerPixel) bits per pixel: not one of \(limits.bitsPerPixel.sorted())")
         }
-        let size = UInt64(request.bufferSize), offset = UInt64(request.dataOffset)
+        let size = UInt64(request.bufferSize)
+        let offset = UInt64(request.dataOffset)
         guard size > 0 else { throw DisplayRefusal(.invalid, "buffer_sz 0") }
         let pages = (size + UInt64(DisplayProtocol.pageSize) - 1) / UInt64(DisplayProtocol.pageSize)
         guard pages <= limits.maxPages else {
@@ -99,7 +101,8 @@ public enum PageDirectory {
     ///     frontend did not grant).
     /// - Returns: the buffer's refs, and the directory pages visited, in order.
     public static func readRefs(
-        start: UInt32, pageCount: Int,
+        start: UInt32,
+        pageCount: Int,
         page: (UInt32) throws(DisplayRefusal) -> [UInt8]
     ) throws(DisplayRefusal) -> (refs: [UInt32], directory: [UInt32]) {
         var refs: [UInt32] = []
@@ -110,8 +113,10 @@ public enum PageDirectory {
                 throw DisplayRefusal(.fault, "directory page \(ref): \(bytes.count) bytes")
             }
             let (words, next) = bytes.withUnsafeBytes { raw in
-                ((0..<range.count).map { SlotBytes.load(raw, 4 + 4 * $0, as: UInt32.self) },
-                 SlotBytes.load(raw, 0, as: UInt32.self))
+                (
+                    (0..<range.count).map { SlotBytes.load(raw, 4 + 4 * $0, as: UInt32.self) },
+                    SlotBytes.load(raw, 0, as: UInt32.self)
+                )
             }
             if let zero = words.firstIndex(of: DisplayProtocol.invalidRef) {
                 throw DisplayRefusal(.invalid, "buffer page \(range.lowerBound + zero): grant reference 0")
@@ -133,7 +138,8 @@ public enum PageDirectory {
     /// - Returns: the directory pages visited, in order.
     @discardableResult
     public static func writeRefs(
-        _ refs: [UInt32], start: UInt32,
+        _ refs: [UInt32],
+        start: UInt32,
         page: (UInt32, ArraySlice<UInt32>) throws(DisplayRefusal) -> UInt32
     ) throws(DisplayRefusal) -> [UInt32] {
         try walk(start: start, pageCount: refs.count) { (ref, range) throws(DisplayRefusal) -> UInt32 in
@@ -145,7 +151,8 @@ public enum PageDirectory {
     /// indices in the whole buffer; the page's slots are `0..<pages.count`) and returns the
     /// page's link.
     private static func walk(
-        start: UInt32, pageCount: Int,
+        start: UInt32,
+        pageCount: Int,
         visit: (UInt32, Range<Int>) throws(DisplayRefusal) -> UInt32
     ) throws(DisplayRefusal) -> [UInt32] {
         guard pageCount > 0 else { throw DisplayRefusal(.invalid, "a buffer of no pages") }
@@ -155,8 +162,12 @@ public enum PageDirectory {
         var ref = start
         for index in 0..<pages {
             guard ref != DisplayProtocol.invalidRef else {
-                throw DisplayRefusal(.invalid, index == 0 ? "page directory ref 0"
-                                     : "page directory ends after \(index) of \(pages) pages")
+                throw DisplayRefusal(
+                    .invalid,
+                    index == 0
+                        ? "page directory ref 0"
+                        : "page directory ends after \(index) of \(pages) pages"
+                )
             }
             guard seen.insert(ref).inserted else {
                 throw DisplayRefusal(.invalid, "page directory is cyclic: page \(index) is ref \(ref) again")

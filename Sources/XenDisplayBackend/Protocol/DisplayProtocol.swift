@@ -79,16 +79,16 @@ public struct DisplayStatus: RawRepresentable, Hashable, Sendable, CustomStringC
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
     public static let ok = DisplayStatus(rawValue: 0)
-    public static let permission = DisplayStatus(rawValue: -1)     // EPERM
-    public static let notFound = DisplayStatus(rawValue: -2)       // ENOENT
-    public static let io = DisplayStatus(rawValue: -5)             // EIO
-    public static let tooBig = DisplayStatus(rawValue: -7)         // E2BIG
-    public static let noMemory = DisplayStatus(rawValue: -12)      // ENOMEM
-    public static let fault = DisplayStatus(rawValue: -14)         // EFAULT
-    public static let busy = DisplayStatus(rawValue: -16)          // EBUSY
-    public static let exists = DisplayStatus(rawValue: -17)        // EEXIST
-    public static let noDevice = DisplayStatus(rawValue: -19)      // ENODEV
-    public static let invalid = DisplayStatus(rawValue: -22)       // EINVAL
+    public static let permission = DisplayStatus(rawValue: -1)  // EPERM
+    public static let notFound = DisplayStatus(rawValue: -2)  // ENOENT
+    public static let io = DisplayStatus(rawValue: -5)  // EIO
+    public static let tooBig = DisplayStatus(rawValue: -7)  // E2BIG
+    public static let noMemory = DisplayStatus(rawValue: -12)  // ENOMEM
+    public static let fault = DisplayStatus(rawValue: -14)  // EFAULT
+    public static let busy = DisplayStatus(rawValue: -16)  // EBUSY
+    public static let exists = DisplayStatus(rawValue: -17)  // EEXIST
+    public static let noDevice = DisplayStatus(rawValue: -19)  // ENODEV
+    public static let invalid = DisplayStatus(rawValue: -22)  // EINVAL
     public static let notSupported = DisplayStatus(rawValue: -95)  // EOPNOTSUPP
 
     public var description: String {

@@ -21,8 +21,16 @@ public struct DisplayRequest: Hashable, Sendable {
         public var directoryRef: UInt32
         public var dataOffset: UInt32
 
-        public init(bufferCookie: UInt64, width: UInt32, height: UInt32, bitsPerPixel: UInt32,
-                    bufferSize: UInt32, flags: UInt32 = 0, directoryRef: UInt32, dataOffset: UInt32 = 0) {
+        public init(
+            bufferCookie: UInt64,
+            width: UInt32,
+            height: UInt32,
+            bitsPerPixel: UInt32,
+            bufferSize: UInt32,
+            flags: UInt32 = 0,
+            directoryRef: UInt32,
+            dataOffset: UInt32 = 0
+        ) {
             self.bufferCookie = bufferCookie
             self.width = width
             self.height = height
@@ -65,7 +73,8 @@ public struct DisplayRequest: Hashable, Sendable {
         public var height: UInt32
         public var bitsPerPixel: UInt32
 
-        public init(framebufferCookie: UInt64, x: UInt32 = 0, y: UInt32 = 0, width: UInt32, height: UInt32, bitsPerPixel: UInt32) {
+        public init(framebufferCookie: UInt64, x: UInt32 = 0, y: UInt32 = 0, width: UInt32, height: UInt32, bitsPerPixel: UInt32)
+        {
             self.framebufferCookie = framebufferCookie
             self.x = x
             self.y = y
@@ -131,17 +140,41 @@ public struct DisplayRequest: Hashable, Sendable {
         let body: Body
         switch operation {
         case .dbufCreate:
-            body = .bufferCreate(BufferCreate(
-                bufferCookie: u64(8), width: u32(16), height: u32(20), bitsPerPixel: u32(24),
-                bufferSize: u32(28), flags: u32(32), directoryRef: u32(36), dataOffset: u32(40)))
+            body = .bufferCreate(
+                BufferCreate(
+                    bufferCookie: u64(8),
+                    width: u32(16),
+                    height: u32(20),
+                    bitsPerPixel: u32(24),
+                    bufferSize: u32(28),
+                    flags: u32(32),
+                    directoryRef: u32(36),
+                    dataOffset: u32(40)
+                )
+            )
         case .dbufDestroy: body = .bufferDestroy(bufferCookie: u64(8))
         case .fbAttach:
-            body = .framebufferAttach(FramebufferAttach(
-                bufferCookie: u64(8), framebufferCookie: u64(16), width: u32(24), height: u32(28), pixelFormat: u32(32)))
+            body = .framebufferAttach(
+                FramebufferAttach(
+                    bufferCookie: u64(8),
+                    framebufferCookie: u64(16),
+                    width: u32(24),
+                    height: u32(28),
+                    pixelFormat: u32(32)
+                )
+            )
         case .fbDetach: body = .framebufferDetach(framebufferCookie: u64(8))
         case .setConfig:
-            body = .setConfiguration(Configuration(
-                framebufferCookie: u64(8), x: u32(16), y: u32(20), width: u32(24), height: u32(28), bitsPerPixel: u32(32)))
+            body = .setConfiguration(
+                Configuration(
+                    framebufferCookie: u64(8),
+                    x: u32(16),
+                    y: u32(20),
+                    width: u32(24),
+                    height: u32(28),
+                    bitsPerPixel: u32(32)
+                )
+            )
         case .pageFlip: body = .pageFlip(framebufferCookie: u64(8))
         case .getEdid: body = .getEdid(EdidRequest(bufferSize: u32(8), directoryRef: u32(12)))
         default: body = .unknown
@@ -159,18 +192,33 @@ public struct DisplayRequest: Hashable, Sendable {
             s[2] = operation.rawValue
             switch body {
             case .bufferCreate(let r):
-                u64(r.bufferCookie, 8); u32(r.width, 16); u32(r.height, 20); u32(r.bitsPerPixel, 24)
-                u32(r.bufferSize, 28); u32(r.flags, 32); u32(r.directoryRef, 36); u32(r.dataOffset, 40)
+                u64(r.bufferCookie, 8)
+                u32(r.width, 16)
+                u32(r.height, 20)
+                u32(r.bitsPerPixel, 24)
+                u32(r.bufferSize, 28)
+                u32(r.flags, 32)
+                u32(r.directoryRef, 36)
+                u32(r.dataOffset, 40)
             case .bufferDestroy(let cookie): u64(cookie, 8)
             case .framebufferAttach(let r):
-                u64(r.bufferCookie, 8); u64(r.framebufferCookie, 16); u32(r.width, 24); u32(r.height, 28)
+                u64(r.bufferCookie, 8)
+                u64(r.framebufferCookie, 16)
+                u32(r.width, 24)
+                u32(r.height, 28)
                 u32(r.pixelFormat, 32)
             case .framebufferDetach(let cookie): u64(cookie, 8)
             case .setConfiguration(let r):
-                u64(r.framebufferCookie, 8); u32(r.x, 16); u32(r.y, 20); u32(r.width, 24); u32(r.height, 28)
+                u64(r.framebufferCookie, 8)
+                u32(r.x, 16)
+                u32(r.y, 20)
+                u32(r.width, 24)
+                u32(r.height, 28)
                 u32(r.bitsPerPixel, 32)
             case .pageFlip(let cookie): u64(cookie, 8)
-            case .getEdid(let r): u32(r.bufferSize, 8); u32(r.directoryRef, 12)
+            case .getEdid(let r):
+                u32(r.bufferSize, 8)
+                u32(r.directoryRef, 12)
             case .unknown: break
             }
         }
@@ -236,9 +284,12 @@ public struct DisplayResponse: Hashable, Sendable {
         var slot = bytes + [UInt8](repeating: 0, count: max(0, DisplayProtocol.slotSize - bytes.count))
         slot = Array(slot.prefix(DisplayProtocol.slotSize))
         self = slot.withUnsafeBytes { s in
-            DisplayResponse(id: SlotBytes.load(s, 0, as: UInt16.self), operation: DisplayOperation(rawValue: s[2]),
-                            status: DisplayStatus(rawValue: SlotBytes.load(s, 4, as: Int32.self)),
-                            edidSize: SlotBytes.load(s, 8, as: UInt32.self))
+            DisplayResponse(
+                id: SlotBytes.load(s, 0, as: UInt16.self),
+                operation: DisplayOperation(rawValue: s[2]),
+                status: DisplayStatus(rawValue: SlotBytes.load(s, 4, as: Int32.self)),
+                edidSize: SlotBytes.load(s, 8, as: UInt32.self)
+            )
         }
     }
 }
@@ -277,8 +328,11 @@ public struct DisplayEvent: Hashable, Sendable {
         var slot = Array(bytes.prefix(DisplayProtocol.slotSize))
         slot += [UInt8](repeating: 0, count: DisplayProtocol.slotSize - slot.count)
         self = slot.withUnsafeBytes { s in
-            DisplayEvent(id: SlotBytes.load(s, 0, as: UInt16.self), type: s[2],
-                         framebufferCookie: SlotBytes.load(s, 8, as: UInt64.self))
+            DisplayEvent(
+                id: SlotBytes.load(s, 0, as: UInt16.self),
+                type: s[2],
+                framebufferCookie: SlotBytes.load(s, 8, as: UInt64.self)
+            )
         }
     }
 }

@@ -51,7 +51,8 @@ public struct FrontendConfiguration: Hashable, Sendable {
         var connectors: [Connector] = []
         for index in 0..<maxConnectors {
             guard let text = read("\(index)/\(DisplayProtocol.Field.resolution)"),
-                  let (width, height) = parseResolution(text) else { break }
+                let (width, height) = parseResolution(text)
+            else { break }
             let unique = read("\(index)/\(DisplayProtocol.Field.uniqueID)").map(trimmed) ?? ""
             connectors.append(Connector(index: index, width: width, height: height, uniqueID: unique))
         }
@@ -65,7 +66,8 @@ public struct FrontendConfiguration: Hashable, Sendable {
     public static func parseResolution(_ text: String) -> (Int, Int)? {
         let parts = trimmed(text).split(separator: "x", omittingEmptySubsequences: false)
         guard parts.count == 2, let width = Int(parts[0]), let height = Int(parts[1]),
-              (1...maxDimension).contains(width), (1...maxDimension).contains(height) else { return nil }
+            (1...maxDimension).contains(width), (1...maxDimension).contains(height)
+        else { return nil }
         return (width, height)
     }
 
@@ -82,6 +84,9 @@ public struct FrontendConfiguration: Hashable, Sendable {
     }
 
     static func trimmed(_ text: String) -> String {
-        String(text.drop { $0 == " " || $0 == "\n" || $0 == "\0" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\0" }.reversed())
+        String(
+            text.drop { $0 == " " || $0 == "\n" || $0 == "\0" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\0" }
+                .reversed()
+        )
     }
 }

@@ -1,13 +1,31 @@
 import XenGnt
 
 extension GrantDisplayResources {
-    public mutating func attachFramebuffer(_ cookie: UInt64, buffer: UInt64, width: Int, height: Int, format: DisplayPixelFormat) throws(DisplayRefusal) {
+    public mutating func attachFramebuffer(
+        _ cookie: UInt64,
+        buffer: UInt64,
+        width: Int,
+        height: Int,
+        format: DisplayPixelFormat
+    ) throws(DisplayRefusal) {
         guard let owner = buffers[buffer] else { throw DisplayRefusal(.notFound, "buffer \(buffer)") }
         var framebuffer = Framebuffer(buffer: buffer, width: width, height: height, format: format)
         if pathPolicy.decision == .export, !owner.backendAllocated, !owner.refs.isEmpty {
-            let layout = ExportLayout(width: width, height: height, format: format, pitch: owner.layout.pitch, offset: owner.layout.dataOffset)
+            let layout = ExportLayout(
+                width: width,
+                height: height,
+                format: format,
+                pitch: owner.layout.pitch,
+                offset: owner.layout.dataOffset
+            )
             do {
-                try sink.attachExport(cookie, refs: owner.refs.map { GrantRef(rawValue: $0) }, from: frontend, through: gntdev, layout: layout)
+                try sink.attachExport(
+                    cookie,
+                    refs: owner.refs.map { GrantRef(rawValue: $0) },
+                    from: frontend,
+                    through: gntdev,
+                    layout: layout
+                )
                 framebuffer.exported = true
             } catch {
                 try exportFailed(error)
@@ -33,7 +51,9 @@ extension GrantDisplayResources {
             framebuffers[cookie]?.exported = false
         }
         counters.update(key) { $0.path = .copied }
-        logger.notice("\(key): copied: the display refused an exported buffer (\(error.code)); frontend buffers are copied at each flip from now on")
+        logger.notice(
+            "\(key): copied: the display refused an exported buffer (\(error.code)); frontend buffers are copied at each flip from now on"
+        )
     }
 
     public mutating func configure(connector: Int, framebuffer: UInt64?, width: Int, height: Int) throws(DisplayRefusal) {
@@ -81,24 +101,46 @@ extension GrantDisplayResources {
         }
         // The copy path: the frame as the frontend has it now, copied once into the display buffer.
         let source = buffer.bytes
-        guard layout.dataOffset + imageBytes <= source.count else { throw DisplayRefusal(.io, "buffer \(framebuffer.buffer) unmapped") }
+        guard layout.dataOffset + imageBytes <= source.count else {
+            throw DisplayRefusal(.io, "buffer \(framebuffer.buffer) unmapped")
+        }
         // Taken out of the table while written, so the write does not copy it first (copy on write).
         var display = displayBuffers.removeValue(forKey: connector) ?? []
         if display.count != imageBytes { display = [UInt8](repeating: 0, count: imageBytes) }
-        display.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[layout.dataOffset..<(layout.dataOffset + imageBytes)])) }
+        display.withUnsafeMutableBytes {
+            $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[layout.dataOffset..<(layout.dataOffset + imageBytes)]))
+        }
         displayBuffers[connector] = display
-        counters.update(key) { $0.framesCopied += 1; $0.bytesCopied += imageBytes }
+        counters.update(key) {
+            $0.framesCopied += 1
+            $0.bytesCopied += imageBytes
+        }
         var failure: DisplayRefusal?
         display.withUnsafeBytes { bytes in
-            do throws(DisplayRefusal) { try present(bytes, offset: 0, framebuffer, pitch: rowBytes, connector: connector) } catch { failure = error }
+            do throws(DisplayRefusal) { try present(bytes, offset: 0, framebuffer, pitch: rowBytes, connector: connector) } catch
+            { failure = error }
         }
         if let failure { throw failure }
         return true
     }
 
-    private mutating func present(_ bytes: UnsafeRawBufferPointer, offset: Int, _ framebuffer: Framebuffer, pitch: Int, connector: Int) throws(DisplayRefusal) {
-        guard let view = FrameView(bytes: bytes, offset: offset, width: framebuffer.width, height: framebuffer.height,
-                                   pitch: pitch, format: framebuffer.format) else {
+    private mutating func present(
+        _ bytes: UnsafeRawBufferPointer,
+        offset: Int,
+        _ framebuffer: Framebuffer,
+        pitch: Int,
+        connector: Int
+    ) throws(DisplayRefusal) {
+        guard
+            let view = FrameView(
+                bytes: bytes,
+                offset: offset,
+                width: framebuffer.width,
+                height: framebuffer.height,
+                pitch: pitch,
+                format: framebuffer.format
+            )
+        else {
             throw DisplayRefusal(.invalid, "framebuffer \(framebuffer.width)x\(framebuffer.height) does not lie in its buffer")
         }
         do { try sink.present(view, for: key, connector: connector) } catch {
@@ -108,9 +150,23 @@ extension GrantDisplayResources {
         noteShown(view, connector: connector)
     }
 
-    private mutating func noteShown(_ bytes: UnsafeRawBufferPointer, offset: Int, _ framebuffer: Framebuffer, pitch: Int, connector: Int) {
-        guard let view = FrameView(bytes: bytes, offset: offset, width: framebuffer.width, height: framebuffer.height,
-                                   pitch: pitch, format: framebuffer.format) else { return }
+    private mutating func noteShown(
+        _ bytes: UnsafeRawBufferPointer,
+        offset: Int,
+        _ framebuffer: Framebuffer,
+        pitch: Int,
+        connector: Int
+    ) {
+        guard
+            let view = FrameView(
+                bytes: bytes,
+                offset: offset,
+                width: framebuffer.width,
+                height: framebuffer.height,
+                pitch: pitch,
+                format: framebuffer.format
+            )
+        else { return }
         noteShown(view, connector: connector)
     }
 

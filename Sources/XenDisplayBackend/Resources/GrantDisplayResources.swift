@@ -55,9 +55,17 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     var patternsSeen: Set<String> = []
     var localSource: LocalBufferSource?
 
-    public init(gntdev: GrantDevice, frontend: DomainID, key: FrontendKey, counters: DisplayCounters,
-                sink: Sink, system: XenSystem = .kernel, pathChoice: BufferPathChoice = .auto, backendGuest: GuestType = .pv,
-                logger: Logger) {
+    public init(
+        gntdev: GrantDevice,
+        frontend: DomainID,
+        key: FrontendKey,
+        counters: DisplayCounters,
+        sink: Sink,
+        system: XenSystem = .kernel,
+        pathChoice: BufferPathChoice = .auto,
+        backendGuest: GuestType = .pv,
+        logger: Logger
+    ) {
         pathPolicy = BufferPathPolicy(choice: pathChoice, backendGuest: backendGuest, sinkTakesExports: sink.takesExports)
         self.gntdev = gntdev
         self.frontend = frontend
@@ -71,12 +79,13 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     /// A refusal for a failed XenGnt call: bad grants are the frontend's fault (`-EFAULT`),
     /// out of memory `-ENOMEM`, anything else `-EIO`.
     static func refusal(_ error: XenGntError, _ what: String) -> DisplayRefusal {
-        let status: DisplayStatus = switch error.code {
-        case .badGrants, .reservedDomain: .fault
-        case .outOfMemory, .gntallocLimit, .udmabufLimit, .grantTableFull: .noMemory
-        case .tooManyPages: .tooBig
-        default: .io
-        }
+        let status: DisplayStatus =
+            switch error.code {
+            case .badGrants, .reservedDomain: .fault
+            case .outOfMemory, .gntallocLimit, .udmabufLimit, .grantTableFull: .noMemory
+            case .tooManyPages: .tooBig
+            default: .io
+            }
         return DisplayRefusal(status, "\(what): \(error)")
     }
 
@@ -110,7 +119,11 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
     public mutating func writeFrontendPages(_ refs: [UInt32], bytes: [UInt8]) throws(DisplayRefusal) {
         let needed = (bytes.count + DisplayProtocol.pageSize - 1) / DisplayProtocol.pageSize
         do {
-            let pages = try gntdev.map(refs.prefix(max(1, needed)).map { GrantRef(rawValue: $0) }, from: frontend, access: .readWrite)
+            let pages = try gntdev.map(
+                refs.prefix(max(1, needed)).map { GrantRef(rawValue: $0) },
+                from: frontend,
+                access: .readWrite
+            )
             try pages.withUnsafeMutableBytes { target throws(XenGntError) in
                 bytes.withUnsafeBytes { target.copyMemory(from: $0) }
             }
@@ -122,7 +135,11 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
 
     // MARK: Buffers
 
-    public mutating func attachFrontendBuffer(_ cookie: UInt64, refs: [UInt32], layout: DisplayBufferLayout) throws(DisplayRefusal) {
+    public mutating func attachFrontendBuffer(
+        _ cookie: UInt64,
+        refs: [UInt32],
+        layout: DisplayBufferLayout
+    ) throws(DisplayRefusal) {
         if pathPolicy.exportImpossible || (pathPolicy.choice == .export && !sink.takesExports) {
             throw DisplayRefusal(.notSupported, "--buffer-path export, but this backend domain or display cannot take an export")
         }
@@ -136,7 +153,10 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         }
         buffer.refs = refs
         buffers[cookie] = buffer
-        counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
+        counters.update(key) {
+            $0.buffersCreated += 1
+            $0.buffersLive += 1
+        }
         switch pathPolicy.decision {
         case .copy(let reason):
             choosePath(.copied, reason: "frontend buffers are mapped once and copied at each flip: " + reason)
@@ -151,17 +171,31 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         let buffer = Buffer(layout: layout)
         if layout.bitsPerPixel == 32, layout.dataOffset == 0 {
             do {
-                if let shared = try sink.allocateShared(cookie, pageCount: layout.pageCount, width: layout.width, pitch: layout.pitch,
-                                                        for: frontend, through: gntdev) {
+                if let shared = try sink.allocateShared(
+                    cookie,
+                    pageCount: layout.pageCount,
+                    width: layout.width,
+                    pitch: layout.pitch,
+                    for: frontend,
+                    through: gntdev
+                ) {
                     buffer.bytes = shared.bytes
                     buffer.sinkShared = true
                     buffers[cookie] = buffer
-                    counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
-                    choosePath(.backendAllocated, reason: "the frontend draws into the display's own buffers, which it scans out (zero-copy)")
+                    counters.update(key) {
+                        $0.buffersCreated += 1
+                        $0.buffersLive += 1
+                    }
+                    choosePath(
+                        .backendAllocated,
+                        reason: "the frontend draws into the display's own buffers, which it scans out (zero-copy)"
+                    )
                     return shared.refs
                 }
             } catch {
-                if !loggedPath { logger.notice("\(key): the display could not share a buffer (\(error)); backend buffers are local") }
+                if !loggedPath {
+                    logger.notice("\(key): the display could not share a buffer (\(error)); backend buffers are local")
+                }
             }
         }
         let refs: [UInt32]
@@ -172,7 +206,10 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
             throw Self.refusal(error, "backend buffer \(cookie) of \(layout.pageCount) pages")
         }
         buffers[cookie] = buffer
-        counters.update(key) { $0.buffersCreated += 1; $0.buffersLive += 1 }
+        counters.update(key) {
+            $0.buffersCreated += 1
+            $0.buffersLive += 1
+        }
         choosePath(.backendAllocated, reason: "the frontend draws into the backend's buffers (zero-copy)")
         return refs
     }
@@ -186,8 +223,10 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         var failure: XenGntError?
         for source in LocalBufferSource.allCases {
             do throws(XenGntError) {
-                let local = try source == .udmabuf ? DmaBuf.udmabuf(pages: pages, on: system)
-                                                   : DmaBuf.allocate(fromHeap: "system", pages: pages, on: system)
+                let local =
+                    try source == .udmabuf
+                    ? DmaBuf.udmabuf(pages: pages, on: system)
+                    : DmaBuf.allocate(fromHeap: "system", pages: pages, on: system)
                 // The mapping outlives the descriptor, which the import takes.
                 let mapping = try local.map(.readOnly)
                 let shared: DmaBufImport
@@ -211,7 +250,10 @@ public struct GrantDisplayResources<Sink: DisplaySink>: DisplayResources {
         throw failure!
     }
 
-    enum LocalBufferSource: String, CaseIterable { case udmabuf, heap = "system DMA-heap" }
+    enum LocalBufferSource: String, CaseIterable {
+        case udmabuf
+        case heap = "system DMA-heap"
+    }
 
     public mutating func releaseBuffer(_ cookie: UInt64) {
         guard let buffer = buffers.removeValue(forKey: cookie) else { return }

@@ -72,7 +72,9 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
         self.logger = logger
         counters.update(key) { $0.connects += 1 }
         let connectors = session.configuration.connectors.map { "\($0.width)x\($0.height)" }.joined(separator: ", ")
-        logger.info("\(key): connected, protocol \(session.configuration.version), be-alloc=\(session.configuration.backendAllocates ? 1 : 0), connectors \(connectors)")
+        logger.info(
+            "\(key): connected, protocol \(session.configuration.version), be-alloc=\(session.configuration.backendAllocates ? 1 : 0), connectors \(connectors)"
+        )
     }
 
     /// What one pass over a ring did.
@@ -86,7 +88,9 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
 
     /// Answers every request pending on `connector`'s ring; events go to `events`.
     public mutating func serve<Ring: DisplayRequestRing & ~Copyable, Events: DisplayEventPages & ~Copyable>(
-        connector: Int, ring: inout Ring, events: inout Events
+        connector: Int,
+        ring: inout Ring,
+        events: inout Events
     ) throws(DisplayRefusal) -> Pass {
         var pass = Pass()
         while let request = try ring.nextRequest() {
@@ -112,7 +116,10 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
     }
 
     /// A flip the resources finished later (a KMS flip event): posts its `EVT_PG_FLIP`.
-    public mutating func flipCompleted<Events: DisplayEventPages & ~Copyable>(connector: Int, events: inout Events) throws(DisplayRefusal) -> Bool {
+    public mutating func flipCompleted<Events: DisplayEventPages & ~Copyable>(
+        connector: Int,
+        events: inout Events
+    ) throws(DisplayRefusal) -> Bool {
         guard let event = session.flipCompleted(connector: connector) else { return false }
         return try post(event, connector: connector, events: &events)
     }
@@ -124,7 +131,11 @@ public struct DisplayDeviceServer<Resources: DisplayResources> {
         logger.info("\(key): disconnected (\(reason))")
     }
 
-    private mutating func post<Events: DisplayEventPages & ~Copyable>(_ event: DisplayEvent, connector: Int, events: inout Events) throws(DisplayRefusal) -> Bool {
+    private mutating func post<Events: DisplayEventPages & ~Copyable>(
+        _ event: DisplayEvent,
+        connector: Int,
+        events: inout Events
+    ) throws(DisplayRefusal) -> Bool {
         let notify = try events.post(event, connector: connector)
         counters.update(key) { $0.flipEvents += 1 }
         return notify

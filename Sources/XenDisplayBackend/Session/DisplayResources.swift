@@ -21,7 +21,13 @@ public protocol DisplayResources {
     mutating func releaseBuffer(_ cookie: UInt64)
 
     /// Makes framebuffer `cookie` of `format` and `width`×`height` over buffer `buffer`.
-    mutating func attachFramebuffer(_ cookie: UInt64, buffer: UInt64, width: Int, height: Int, format: DisplayPixelFormat) throws(DisplayRefusal)
+    mutating func attachFramebuffer(
+        _ cookie: UInt64,
+        buffer: UInt64,
+        width: Int,
+        height: Int,
+        format: DisplayPixelFormat
+    ) throws(DisplayRefusal)
     /// Releases framebuffer `cookie`; if a connector shows it, that connector goes blank.
     mutating func releaseFramebuffer(_ cookie: UInt64)
 

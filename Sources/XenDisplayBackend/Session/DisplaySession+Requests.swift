@@ -1,5 +1,8 @@
 extension DisplaySession {
-    mutating func createBuffer<R: DisplayResources>(_ create: DisplayRequest.BufferCreate, resources: inout R) throws(DisplayRefusal) {
+    mutating func createBuffer<R: DisplayResources>(
+        _ create: DisplayRequest.BufferCreate,
+        resources: inout R
+    ) throws(DisplayRefusal) {
         guard buffers[create.bufferCookie] == nil else {
             throw DisplayRefusal(.exists, "DBUF_CREATE of buffer \(create.bufferCookie), which exists")
         }
@@ -31,7 +34,10 @@ extension DisplaySession {
         bufferOrder.append(create.bufferCookie)
     }
 
-    mutating func attachFramebuffer<R: DisplayResources>(_ attach: DisplayRequest.FramebufferAttach, resources: inout R) throws(DisplayRefusal) {
+    mutating func attachFramebuffer<R: DisplayResources>(
+        _ attach: DisplayRequest.FramebufferAttach,
+        resources: inout R
+    ) throws(DisplayRefusal) {
         guard framebuffers[attach.framebufferCookie] == nil else {
             throw DisplayRefusal(.exists, "FB_ATTACH of framebuffer \(attach.framebufferCookie), which exists")
         }
@@ -42,21 +48,37 @@ extension DisplaySession {
         guard let bytesPerPixel = format.bytesPerPixel else {
             throw DisplayRefusal(.invalid, "FB_ATTACH of unknown pixel format \(format)")
         }
-        guard bytesPerPixel * 8 <= buffer.layout.bitsPerPixel else {   // rows then lie within the pitch
+        guard bytesPerPixel * 8 <= buffer.layout.bitsPerPixel else {  // rows then lie within the pitch
             throw DisplayRefusal(.invalid, "FB_ATTACH of \(format) to a \(buffer.layout.bitsPerPixel)-bit buffer")
         }
         guard buffer.layout.fits(width: attach.width, height: attach.height) else {
-            throw DisplayRefusal(.invalid, "FB_ATTACH of \(attach.width)x\(attach.height) to a \(buffer.layout.width)x\(buffer.layout.height) buffer")
+            throw DisplayRefusal(
+                .invalid,
+                "FB_ATTACH of \(attach.width)x\(attach.height) to a \(buffer.layout.width)x\(buffer.layout.height) buffer"
+            )
         }
-        try resources.attachFramebuffer(attach.framebufferCookie, buffer: attach.bufferCookie,
-                                        width: Int(attach.width), height: Int(attach.height), format: format)
-        framebuffers[attach.framebufferCookie] = Framebuffer(buffer: attach.bufferCookie, width: Int(attach.width),
-                                                             height: Int(attach.height), format: format)
+        try resources.attachFramebuffer(
+            attach.framebufferCookie,
+            buffer: attach.bufferCookie,
+            width: Int(attach.width),
+            height: Int(attach.height),
+            format: format
+        )
+        framebuffers[attach.framebufferCookie] = Framebuffer(
+            buffer: attach.bufferCookie,
+            width: Int(attach.width),
+            height: Int(attach.height),
+            format: format
+        )
         framebufferOrder.append(attach.framebufferCookie)
         buffers[attach.bufferCookie]?.framebuffers.insert(attach.framebufferCookie)
     }
 
-    mutating func setConfiguration<R: DisplayResources>(_ config: DisplayRequest.Configuration, connector: Int, resources: inout R) throws(DisplayRefusal) -> Outcome {
+    mutating func setConfiguration<R: DisplayResources>(
+        _ config: DisplayRequest.Configuration,
+        connector: Int,
+        resources: inout R
+    ) throws(DisplayRefusal) -> Outcome {
         if config.disables {
             try resources.configure(connector: connector, framebuffer: nil, width: 0, height: 0)
             connectors[connector].configured = nil
@@ -68,13 +90,20 @@ extension DisplaySession {
         let (right, o1) = config.x.addingReportingOverflow(config.width)
         let (bottom, o2) = config.y.addingReportingOverflow(config.height)
         guard config.width > 0, config.height > 0, !o1, !o2, right <= framebuffer.width, bottom <= framebuffer.height else {
-            throw DisplayRefusal(.invalid, "SET_CONFIG of \(config.width)x\(config.height)+\(config.x)+\(config.y) on a \(framebuffer.width)x\(framebuffer.height) framebuffer")
+            throw DisplayRefusal(
+                .invalid,
+                "SET_CONFIG of \(config.width)x\(config.height)+\(config.x)+\(config.y) on a \(framebuffer.width)x\(framebuffer.height) framebuffer"
+            )
         }
         guard let bytesPerPixel = framebuffer.format.bytesPerPixel, config.bitsPerPixel == bytesPerPixel * 8 else {
             throw DisplayRefusal(.invalid, "SET_CONFIG at \(config.bitsPerPixel) bpp for a \(framebuffer.format) framebuffer")
         }
-        try resources.configure(connector: connector, framebuffer: config.framebufferCookie,
-                                width: Int(config.width), height: Int(config.height))
+        try resources.configure(
+            connector: connector,
+            framebuffer: config.framebufferCookie,
+            width: Int(config.width),
+            height: Int(config.height)
+        )
         connectors[connector].configured = config.framebufferCookie
         return completePendingFlip(connector)
     }
@@ -86,7 +115,11 @@ extension DisplaySession {
         return .flipEvent(connector: connector, event)
     }
 
-    mutating func pageFlip<R: DisplayResources>(_ cookie: UInt64, connector: Int, resources: inout R) throws(DisplayRefusal) -> Outcome {
+    mutating func pageFlip<R: DisplayResources>(
+        _ cookie: UInt64,
+        connector: Int,
+        resources: inout R
+    ) throws(DisplayRefusal) -> Outcome {
         guard framebuffers[cookie] != nil else {
             throw DisplayRefusal(.notFound, "PG_FLIP to unknown framebuffer \(cookie)")
         }
@@ -107,9 +140,16 @@ extension DisplaySession {
         return .flipEvent(connector: connector, event)
     }
 
-    mutating func getEdid<R: DisplayResources>(_ request: DisplayRequest.EdidRequest, connector: Int, resources: inout R) throws(DisplayRefusal) -> UInt32 {
+    mutating func getEdid<R: DisplayResources>(
+        _ request: DisplayRequest.EdidRequest,
+        connector: Int,
+        resources: inout R
+    ) throws(DisplayRefusal) -> UInt32 {
         guard request.bufferSize >= DisplayProtocol.edidMaxSize else {
-            throw DisplayRefusal(.invalid, "GET_EDID with a \(request.bufferSize)-byte buffer, less than \(DisplayProtocol.edidMaxSize)")
+            throw DisplayRefusal(
+                .invalid,
+                "GET_EDID with a \(request.bufferSize)-byte buffer, less than \(DisplayProtocol.edidMaxSize)"
+            )
         }
         let pages = (Int(request.bufferSize) + DisplayProtocol.pageSize - 1) / DisplayProtocol.pageSize
         guard pages <= 64 else { throw DisplayRefusal(.tooBig, "GET_EDID with a \(request.bufferSize)-byte buffer") }

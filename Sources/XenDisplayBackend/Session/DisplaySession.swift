@@ -58,8 +58,13 @@ public struct DisplaySession {
     }
 
     /// Answers `request`, which arrived on `connector`'s ring.
-    public mutating func handle<R: DisplayResources>(_ request: DisplayRequest, connector: Int, resources: inout R)
-        -> (response: DisplayResponse, outcome: Outcome) {
+    public mutating func handle<R: DisplayResources>(
+        _ request: DisplayRequest,
+        connector: Int,
+        resources: inout R
+    )
+        -> (response: DisplayResponse, outcome: Outcome)
+    {
         do {
             let (edidSize, outcome) = try apply(request, connector: connector, resources: &resources)
             return (DisplayResponse(answering: request, .ok, edidSize: edidSize), outcome)
@@ -69,8 +74,13 @@ public struct DisplaySession {
     }
 
     /// The refusal `handle` answered with, for logging: `handle` keeps the status only.
-    public mutating func check<R: DisplayResources>(_ request: DisplayRequest, connector: Int, resources: inout R)
-        throws(DisplayRefusal) -> (response: DisplayResponse, outcome: Outcome) {
+    public mutating func check<R: DisplayResources>(
+        _ request: DisplayRequest,
+        connector: Int,
+        resources: inout R
+    )
+        throws(DisplayRefusal) -> (response: DisplayResponse, outcome: Outcome)
+    {
         let (edidSize, outcome) = try apply(request, connector: connector, resources: &resources)
         return (DisplayResponse(answering: request, .ok, edidSize: edidSize), outcome)
     }
@@ -92,8 +102,10 @@ public struct DisplaySession {
         connectors = Array(repeating: ConnectorState(), count: connectors.count)
         for cookie in framebufferOrder.reversed() { resources.releaseFramebuffer(cookie) }
         for cookie in bufferOrder.reversed() { resources.releaseBuffer(cookie) }
-        framebuffers = [:]; framebufferOrder = []
-        buffers = [:]; bufferOrder = []
+        framebuffers = [:]
+        framebufferOrder = []
+        buffers = [:]
+        bufferOrder = []
     }
 
     private mutating func nextEvent(_ connector: Int, _ cookie: UInt64) -> DisplayEvent {
@@ -104,8 +116,13 @@ public struct DisplaySession {
 
     // MARK: The rules
 
-    private mutating func apply<R: DisplayResources>(_ request: DisplayRequest, connector: Int, resources: inout R)
-        throws(DisplayRefusal) -> (UInt32, Outcome) {
+    private mutating func apply<R: DisplayResources>(
+        _ request: DisplayRequest,
+        connector: Int,
+        resources: inout R
+    )
+        throws(DisplayRefusal) -> (UInt32, Outcome)
+    {
         guard connectors.indices.contains(connector) else {
             throw DisplayRefusal(.invalid, "request on ring \(connector) of \(connectors.count)")
         }
@@ -113,9 +130,14 @@ public struct DisplaySession {
         case .bufferCreate(let create):
             try createBuffer(create, resources: &resources)
         case .bufferDestroy(let cookie):
-            guard let buffer = buffers[cookie] else { throw DisplayRefusal(.notFound, "DBUF_DESTROY of unknown buffer \(cookie)") }
+            guard let buffer = buffers[cookie] else {
+                throw DisplayRefusal(.notFound, "DBUF_DESTROY of unknown buffer \(cookie)")
+            }
             guard buffer.framebuffers.isEmpty else {
-                throw DisplayRefusal(.busy, "DBUF_DESTROY of buffer \(cookie) with \(buffer.framebuffers.count) framebuffer(s) attached")
+                throw DisplayRefusal(
+                    .busy,
+                    "DBUF_DESTROY of buffer \(cookie) with \(buffer.framebuffers.count) framebuffer(s) attached"
+                )
             }
             resources.releaseBuffer(cookie)
             buffers[cookie] = nil
@@ -123,7 +145,9 @@ public struct DisplaySession {
         case .framebufferAttach(let attach):
             try attachFramebuffer(attach, resources: &resources)
         case .framebufferDetach(let cookie):
-            guard let framebuffer = framebuffers[cookie] else { throw DisplayRefusal(.notFound, "FB_DETACH of unknown framebuffer \(cookie)") }
+            guard let framebuffer = framebuffers[cookie] else {
+                throw DisplayRefusal(.notFound, "FB_DETACH of unknown framebuffer \(cookie)")
+            }
             for index in connectors.indices {
                 if connectors[index].configured == cookie {
                     // The connector showing it goes blank (a KMS CRTC is taken off screen).

@@ -16,8 +16,13 @@ public protocol DisplaySink {
 
     /// The export path: makes framebuffer `cookie` of the frontend's pages `refs` (exported
     /// through `gntdev`, PRIME-imported, `ADDFB2` as `layout`) for scan-out.
-    mutating func attachExport(_ cookie: UInt64, refs: [GrantRef], from domain: DomainID, through gntdev: GrantDevice,
-                               layout: ExportLayout) throws(XenGntError)
+    mutating func attachExport(
+        _ cookie: UInt64,
+        refs: [GrantRef],
+        from domain: DomainID,
+        through gntdev: GrantDevice,
+        layout: ExportLayout
+    ) throws(XenGntError)
     /// Shows exported framebuffer `cookie` on `connector` of `key`; returns when it is on screen.
     mutating func presentExport(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError)
     /// Releases exported framebuffer `cookie`, taking a connector that shows it off screen first.
@@ -26,8 +31,14 @@ public protocol DisplaySink {
     /// `be-alloc=1`: allocates buffer `cookie` as a buffer of the display itself, of exactly
     /// `pageCount` pages and rows `pitch` bytes apart, granted to `domain`; returns its refs and
     /// its mapped bytes, or `nil` when this sink has no such buffers.
-    mutating func allocateShared(_ cookie: UInt64, pageCount: Int, width: Int, pitch: Int, for domain: DomainID,
-                                 through gntdev: GrantDevice) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)?
+    mutating func allocateShared(
+        _ cookie: UInt64,
+        pageCount: Int,
+        width: Int,
+        pitch: Int,
+        for domain: DomainID,
+        through gntdev: GrantDevice
+    ) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)?
     /// Shows shared buffer `cookie` as it is (XRGB8888 from its start, its width) on `connector`.
     mutating func presentShared(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError)
     /// Releases shared buffer `cookie`: off screen, then its framebuffer, the frontend's access,
@@ -55,8 +66,13 @@ public struct ExportLayout: Sendable, Hashable {
 extension DisplaySink {
     public var takesExports: Bool { false }
 
-    public mutating func attachExport(_ cookie: UInt64, refs: [GrantRef], from domain: DomainID, through gntdev: GrantDevice,
-                                      layout: ExportLayout) throws(XenGntError) {
+    public mutating func attachExport(
+        _ cookie: UInt64,
+        refs: [GrantRef],
+        from domain: DomainID,
+        through gntdev: GrantDevice,
+        layout: ExportLayout
+    ) throws(XenGntError) {
         throw XenGntError(.displayCannotReadBuffer, .addFramebuffer, detail: "this sink reads frames with the CPU")
     }
 
@@ -66,8 +82,14 @@ extension DisplaySink {
 
     public mutating func releaseExport(_ cookie: UInt64, for key: FrontendKey) {}
 
-    public mutating func allocateShared(_ cookie: UInt64, pageCount: Int, width: Int, pitch: Int, for domain: DomainID,
-                                        through gntdev: GrantDevice) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)? {
+    public mutating func allocateShared(
+        _ cookie: UInt64,
+        pageCount: Int,
+        width: Int,
+        pitch: Int,
+        for domain: DomainID,
+        through gntdev: GrantDevice
+    ) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)? {
         nil
     }
 

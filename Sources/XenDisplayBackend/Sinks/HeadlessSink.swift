@@ -1,7 +1,8 @@
+public import XenGnt
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import XenGnt
 
 /// The display with no screen: it takes every frame a connector shows and writes it as a PNG
 /// file when the frame changed or every `every`-th frame, for tests, CI and the demo. A frame is
@@ -24,7 +25,10 @@ public struct HeadlessSink: Sendable {
     private var lastHash: [Connector: UInt64] = [:]
     private var frames: [Connector: Int] = [:]
 
-    struct Connector: Hashable { let key: FrontendKey; let index: Int }
+    struct Connector: Hashable {
+        let key: FrontendKey
+        let index: Int
+    }
 
     /// What ``show(_:for:connector:)`` did with a frame.
     public struct Shown: Hashable, Sendable {

@@ -38,8 +38,12 @@ public final class KMSDisplay: Sendable {
         var outputs: [Int: KMSOutput] = [:]
         for index in crtcs {
             guard resources.crtcs.indices.contains(index) else {
-                throw XenGntError(.noDisplay, .setMode, path: device.path,
-                                  detail: "--crtc \(index): \(device.path) has \(resources.crtcs.count) CRTC(s)")
+                throw XenGntError(
+                    .noDisplay,
+                    .setMode,
+                    path: device.path,
+                    detail: "--crtc \(index): \(device.path) has \(resources.crtcs.count) CRTC(s)"
+                )
             }
             outputs[index] = KMSOutput(index: index)
         }
@@ -56,14 +60,14 @@ public final class KMSDisplay: Sendable {
         default:
             for node in try DRMDevice.list(on: system) where node.node == .primary {
                 guard let device = try? DRMDevice(path: node.path, on: system),
-                      (try? device.capabilities().modesetting) == true,
-                      (try? device.resources().firstConnectedDisplay) != nil else { continue }
+                    (try? device.capabilities().modesetting) == true,
+                    (try? device.resources().firstConnectedDisplay) != nil
+                else { continue }
                 return device
             }
             return nil
         }
     }
-
 
     /// Shows `frame` on CRTC `crtc` at `width`×`height` (the connector's resolution): a mode
     /// set the first time, a page flip after, and waits for the frame to be on screen.

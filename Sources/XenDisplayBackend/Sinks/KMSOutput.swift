@@ -44,11 +44,14 @@ struct KMSFrame: ~Copyable, ScanoutFrame {
     /// Copies `frame` in (XRGB8888; rows and columns past the frame stay as they were).
     func fill(from frame: FrameView) {
         guard isOwned else { return }
-        let width = min(frame.width, info.width), height = min(frame.height, info.height)
+        let width = min(frame.width, info.width)
+        let height = min(frame.height, info.height)
         let target = pixels
         if frame.format == .xrgb8888 || frame.format == .argb8888 {
             for y in 0..<height {
-                let source = UnsafeRawBufferPointer(rebasing: frame.bytes[(frame.offset + y * frame.pitch)..<(frame.offset + y * frame.pitch + width * 4)])
+                let source = UnsafeRawBufferPointer(
+                    rebasing: frame.bytes[(frame.offset + y * frame.pitch)..<(frame.offset + y * frame.pitch + width * 4)]
+                )
                 UnsafeMutableRawBufferPointer(rebasing: target[(y * pitch)..<(y * pitch + width * 4)]).copyMemory(from: source)
             }
             return
@@ -56,7 +59,11 @@ struct KMSFrame: ~Copyable, ScanoutFrame {
         for y in 0..<height {
             for x in 0..<width {
                 let (r, g, b) = frame.rgb(x: x, y: y)
-                target.storeBytes(of: UInt32(r) << 16 | UInt32(g) << 8 | UInt32(b), toByteOffset: y * pitch + x * 4, as: UInt32.self)
+                target.storeBytes(
+                    of: UInt32(r) << 16 | UInt32(g) << 8 | UInt32(b),
+                    toByteOffset: y * pitch + x * 4,
+                    as: UInt32.self
+                )
             }
         }
     }
@@ -79,7 +86,13 @@ final class KMSOutput: @unchecked Sendable {
 
     init(index: Int) { self.index = index }
 
-    func tryAcquire() -> Bool { busy.withLock { taken in if taken { return false }; taken = true; return true } }
+    func tryAcquire() -> Bool {
+        busy.withLock { taken in
+            if taken { return false }
+            taken = true
+            return true
+        }
+    }
     func acquire() { while !tryAcquire() { usleep(500) } }
     func release() { busy.withLock { $0 = false } }
 
@@ -96,15 +109,25 @@ final class KMSOutput: @unchecked Sendable {
     }
 
     /// Shows a framebuffer the caller owns and keeps until it is off screen.
-    func present(framebuffer info: FramebufferInfo, width: Int, height: Int, on device: DRMDevice, timeout: Duration) throws(XenGntError) {
+    func present(
+        framebuffer info: FramebufferInfo,
+        width: Int,
+        height: Int,
+        on device: DRMDevice,
+        timeout: Duration
+    ) throws(XenGntError) {
         let mode = try self.mode(width: width, height: height, on: device)
         try show(KMSFrame(borrowing: info), mode, on: device, timeout: timeout)
     }
 
     /// A mode set the first time, a flip after; returns once `frame` is on screen. The frame
     /// that went off screen becomes the spare if it is a dumb buffer.
-    private func show(_ frame: consuming KMSFrame, _ mode: (mode: DisplayMode, connector: Connector), on device: DRMDevice,
-                      timeout: Duration) throws(XenGntError) {
+    private func show(
+        _ frame: consuming KMSFrame,
+        _ mode: (mode: DisplayMode, connector: Connector),
+        on device: DRMDevice,
+        timeout: Duration
+    ) throws(XenGntError) {
         let id = frame.info.id
         guard var current = scanout.take() else {
             scanout = try Scanout(on: device, showing: frame, connector: mode.connector, mode: mode.mode)
@@ -127,19 +150,28 @@ final class KMSOutput: @unchecked Sendable {
     /// The mode for `width`×`height` and the connector: the current ones, or (the first time,
     /// or after a change of size, which turns the CRTC off first) a connected connector this
     /// CRTC can drive and its mode of that size (else a generated one: vkms takes any).
-    private func mode(width: Int, height: Int, on device: DRMDevice) throws(XenGntError) -> (mode: DisplayMode, connector: Connector) {
+    private func mode(
+        width: Int,
+        height: Int,
+        on device: DRMDevice
+    ) throws(XenGntError) -> (mode: DisplayMode, connector: Connector) {
         if let mode = scanout?.mode, let connector = scanout?.connector {
             if mode.width == width && mode.height == height { return (mode, connector) }
             turnOff()
         }
         let resources = try device.resources()
         let crtc = resources.crtcs[index]
-        guard let connector = resources.connectors.first(where: {
-            !$0.isWriteback && $0.status == .connected && resources.crtcs(for: $0).contains(crtc)
-        }) else {
+        guard
+            let connector = resources.connectors.first(where: {
+                !$0.isWriteback && $0.status == .connected && resources.crtcs(for: $0).contains(crtc)
+            })
+        else {
             throw XenGntError(.noDisplay, .setMode, path: device.path, detail: "no connected connector for CRTC \(index)")
         }
-        return (connector.modes.first { $0.width == width && $0.height == height } ?? DisplayMode(width: width, height: height), connector)
+        return (
+            connector.modes.first { $0.width == width && $0.height == height } ?? DisplayMode(width: width, height: height),
+            connector
+        )
     }
 
     /// Off screen, then the framebuffers and buffers released.

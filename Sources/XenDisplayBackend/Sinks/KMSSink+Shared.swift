@@ -20,8 +20,14 @@ extension KMSSink {
     /// A dumb buffer `width` pixels wide (XR24) whose rows are `pitch` bytes apart and whose
     /// pages are exactly `pageCount`: `nil` when the driver's layout differs (the caller then
     /// allocates a buffer of its own), or while a connector has fallen back.
-    public mutating func allocateShared(_ cookie: UInt64, pageCount: Int, width: Int, pitch: Int, for domain: DomainID,
-                                        through gntdev: GrantDevice) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)? {
+    public mutating func allocateShared(
+        _ cookie: UInt64,
+        pageCount: Int,
+        width: Int,
+        pitch: Int,
+        for domain: DomainID,
+        through gntdev: GrantDevice
+    ) throws(XenGntError) -> (refs: [UInt32], bytes: UnsafeRawBufferPointer)? {
         guard !routes.isEmpty, fallenBack.isEmpty, pitch == width * 4 else { return nil }
         let rows = pageCount * xenPageSize / pitch
         let dumb = try display.device.createDumbBuffer(width: width, height: rows, bitsPerPixel: 32)
@@ -40,7 +46,12 @@ extension KMSSink {
 
     public mutating func presentShared(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError) {
         guard let route = routes[connector], !fallenBack.contains(connector), let shared = sharedBuffers[cookie] else {
-            throw XenGntError(.displayCannotReadBuffer, .pageFlip, path: display.device.path, detail: "buffer \(cookie) is not the display's")
+            throw XenGntError(
+                .displayCannotReadBuffer,
+                .pageFlip,
+                path: display.device.path,
+                detail: "buffer \(cookie) is not the display's"
+            )
         }
         try display.present(framebuffer: shared.info, crtc: route.crtc, width: route.width, height: route.height)
         counters.update(key) { $0.framesScannedOut += 1 }

@@ -49,8 +49,14 @@ public struct KMSSink: DisplaySink {
     }
 
     /// A sink for a frontend device with `connectorCount` connectors (default: those routed).
-    public init(display: KMSDisplay, routes: [Int: Route], headless: HeadlessSink, counters: DisplayCounters, logger: Logger,
-                connectorCount: Int? = nil) {
+    public init(
+        display: KMSDisplay,
+        routes: [Int: Route],
+        headless: HeadlessSink,
+        counters: DisplayCounters,
+        logger: Logger,
+        connectorCount: Int? = nil
+    ) {
         self.display = display
         self.routes = routes
         self.connectorCount = connectorCount ?? routes.count
@@ -65,18 +71,37 @@ public struct KMSSink: DisplaySink {
     /// ``presentExport(_:for:connector:)`` throws, and the resources copy from then on.
     public var takesExports: Bool { !routes.isEmpty && routes.count == connectorCount && fallenBack.isEmpty }
 
-    public mutating func attachExport(_ cookie: UInt64, refs: [GrantRef], from domain: DomainID, through gntdev: GrantDevice,
-                                      layout: ExportLayout) throws(XenGntError) {
+    public mutating func attachExport(
+        _ cookie: UInt64,
+        refs: [GrantRef],
+        from domain: DomainID,
+        through gntdev: GrantDevice,
+        layout: ExportLayout
+    ) throws(XenGntError) {
         let frame = try FrontendFramebuffer(
-            refs: refs, from: domain, through: gntdev, on: display.device,
-            layout: FramebufferLayout(width: layout.width, height: layout.height, format: PixelFormat(rawValue: layout.format.rawValue),
-                                      pitch: layout.pitch, offset: layout.offset))
+            refs: refs,
+            from: domain,
+            through: gntdev,
+            on: display.device,
+            layout: FramebufferLayout(
+                width: layout.width,
+                height: layout.height,
+                format: PixelFormat(rawValue: layout.format.rawValue),
+                pitch: layout.pitch,
+                offset: layout.offset
+            )
+        )
         exports[cookie] = Exported(frame)
     }
 
     public mutating func presentExport(_ cookie: UInt64, for key: FrontendKey, connector: Int) throws(XenGntError) {
         guard let route = routes[connector], !fallenBack.contains(connector), let exported = exports[cookie] else {
-            throw XenGntError(.displayCannotReadBuffer, .pageFlip, path: display.device.path, detail: "framebuffer \(cookie) is not exported to a CRTC")
+            throw XenGntError(
+                .displayCannotReadBuffer,
+                .pageFlip,
+                path: display.device.path,
+                detail: "framebuffer \(cookie) is not exported to a CRTC"
+            )
         }
         try display.present(framebuffer: exported.info, crtc: route.crtc, width: route.width, height: route.height)
         counters.update(key) { $0.framesScannedOut += 1 }
@@ -86,7 +111,9 @@ public struct KMSSink: DisplaySink {
     /// One line per connector when its frames first reach the screen.
     mutating func logOnScreen(_ key: FrontendKey, connector: Int, _ route: Route, how: String) {
         guard onScreen.insert(connector).inserted else { return }
-        logger.info("\(key): connector \(connector) on CRTC \(route.crtc) of \(display.device.path) (\(display.device.driver.name)), \(route.width)x\(route.height), \(how)")
+        logger.info(
+            "\(key): connector \(connector) on CRTC \(route.crtc) of \(display.device.path) (\(display.device.driver.name)), \(route.width)x\(route.height), \(how)"
+        )
     }
 
     /// Takes every CRTC showing framebuffer `id` off screen.
@@ -113,8 +140,13 @@ public struct KMSSink: DisplaySink {
                 return
             } catch {
                 fallenBack.insert(connector)
-                counters.update(key) { $0.kmsFallbacks += 1; $0.errors += 1 }
-                logger.warning("\(key): connector \(connector) falls back to the headless sink: CRTC \(route.crtc) failed: \(error)")
+                counters.update(key) {
+                    $0.kmsFallbacks += 1
+                    $0.errors += 1
+                }
+                logger.warning(
+                    "\(key): connector \(connector) falls back to the headless sink: CRTC \(route.crtc) failed: \(error)"
+                )
             }
         }
         try headless.present(frame, for: key, connector: connector)
@@ -128,13 +160,20 @@ public struct KMSSink: DisplaySink {
 
     /// The routes of `configuration`'s connectors for frontend `domain` (id and name) and
     /// `device`, from `--crtc` assignments.
-    public static func routes(for configuration: FrontendConfiguration, domain: UInt16, name: String?, device: Int,
-                              assignments: [CrtcAssignment]) -> [Int: Route] {
+    public static func routes(
+        for configuration: FrontendConfiguration,
+        domain: UInt16,
+        name: String?,
+        device: Int,
+        assignments: [CrtcAssignment]
+    ) -> [Int: Route] {
         var routes: [Int: Route] = [:]
         for connector in configuration.connectors {
-            guard let assignment = assignments.first(where: {
-                $0.matches(domainID: domain, name: name, device: device, connector: connector.index)
-            }) else { continue }
+            guard
+                let assignment = assignments.first(where: {
+                    $0.matches(domainID: domain, name: name, device: device, connector: connector.index)
+                })
+            else { continue }
             routes[connector.index] = Route(crtc: assignment.crtc, width: connector.width, height: connector.height)
         }
         return routes

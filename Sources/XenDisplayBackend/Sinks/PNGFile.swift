@@ -4,7 +4,9 @@ public import XenGnt
 extension XenGntError.Code {
     /// A PNG file could not be written (the headless sink).
     public static var pngWriteFailed: XenGntError.Code {
-        .init("pngWriteFailed") { "libpng could not write the file\($0.path.map { " \($0)" } ?? "")\($0.detail.map { ": \($0)" } ?? "")" }
+        .init("pngWriteFailed") {
+            "libpng could not write the file\($0.path.map { " \($0)" } ?? "")\($0.detail.map { ": \($0)" } ?? "")"
+        }
     }
 }
 
@@ -21,8 +23,15 @@ public enum PNGFile {
         var message = [CChar](repeating: 0, count: 256)
         let status = rgb.withUnsafeBufferPointer { pixels in
             message.withUnsafeMutableBufferPointer { text in
-                cpng_write_rgb(path, pixels.baseAddress, UInt32(frame.width), UInt32(frame.height),
-                               frame.width * 3, text.baseAddress, text.count)
+                cpng_write_rgb(
+                    path,
+                    pixels.baseAddress,
+                    UInt32(frame.width),
+                    UInt32(frame.height),
+                    frame.width * 3,
+                    text.baseAddress,
+                    text.count
+                )
             }
         }
         guard status == 0 else {

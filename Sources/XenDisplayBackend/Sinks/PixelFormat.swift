@@ -27,7 +27,8 @@ public struct DisplayPixelFormat: RawRepresentable, Hashable, Sendable, CustomSt
 
     public var description: String {
         let chars = (0..<4).map { Character(Unicode.Scalar(UInt8(truncatingIfNeeded: rawValue >> (8 * $0)))) }
-        return chars.allSatisfy { $0.isASCII && !$0.isWhitespace || $0 == " " } ? String(chars) : "0x" + String(rawValue, radix: 16)
+        return chars.allSatisfy { $0.isASCII && !$0.isWhitespace || $0 == " " }
+            ? String(chars) : "0x" + String(rawValue, radix: 16)
     }
 
     /// The pixel at `offset` as (red, green, blue).
@@ -65,9 +66,11 @@ public struct FrameView: @unchecked Sendable {
     public let format: DisplayPixelFormat
 
     /// A view, or `nil` when the rows do not lie inside `bytes` or the format is unknown.
-    public init?(bytes: UnsafeRawBufferPointer, offset: Int = 0, width: Int, height: Int, pitch: Int, format: DisplayPixelFormat) {
+    public init?(bytes: UnsafeRawBufferPointer, offset: Int = 0, width: Int, height: Int, pitch: Int, format: DisplayPixelFormat)
+    {
         guard let bpp = format.bytesPerPixel, width > 0, height > 0, offset >= 0,
-              pitch >= width * bpp else { return nil }
+            pitch >= width * bpp
+        else { return nil }
         let (rows, o1) = (height - 1).multipliedReportingOverflow(by: pitch)
         let (end, o2) = rows.addingReportingOverflow(offset + width * bpp)
         guard !o1, !o2, end <= bytes.count else { return nil }
@@ -94,8 +97,11 @@ public struct FrameView: @unchecked Sendable {
                 var i = offset + y * pitch
                 for _ in 0..<width {
                     let (r, g, b) = format.rgb(bytes, i)
-                    out[o] = r; out[o + 1] = g; out[o + 2] = b
-                    o += 3; i += bpp
+                    out[o] = r
+                    out[o + 1] = g
+                    out[o + 2] = b
+                    o += 3
+                    i += bpp
                 }
             }
         }

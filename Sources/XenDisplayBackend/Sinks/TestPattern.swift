@@ -17,7 +17,8 @@ public enum TestPattern: String, Sendable, Hashable, CaseIterable {
     public static func classify(_ frame: FrameView, tolerance: Int = 8) -> TestPattern? {
         guard frame.width >= 14, frame.height >= 9 else { return nil }
         func near(_ a: (UInt8, UInt8, UInt8), _ b: (UInt8, UInt8, UInt8)) -> Bool {
-            abs(Int(a.0) - Int(b.0)) <= tolerance && abs(Int(a.1) - Int(b.1)) <= tolerance && abs(Int(a.2) - Int(b.2)) <= tolerance
+            abs(Int(a.0) - Int(b.0)) <= tolerance && abs(Int(a.1) - Int(b.1)) <= tolerance
+                && abs(Int(a.2) - Int(b.2)) <= tolerance
         }
         let rows = [frame.height / 9, frame.height / 3, frame.height * 5 / 9]
         let smpte = rows.allSatisfy { y in
@@ -26,7 +27,9 @@ public enum TestPattern: String, Sendable, Hashable, CaseIterable {
             }
         }
         if smpte { return .smpte }
-        let samples = [(0, 0), (frame.width / 2, frame.height / 2), (frame.width - 1, frame.height - 1), (frame.width / 3, frame.height / 5)]
+        let samples = [
+            (0, 0), (frame.width / 2, frame.height / 2), (frame.width - 1, frame.height - 1), (frame.width / 3, frame.height / 5),
+        ]
         if samples.allSatisfy({ near(frame.rgb(x: $0.0, y: $0.1), (0x77, 0x77, 0x77)) }) { return .plain }
         return nil
     }

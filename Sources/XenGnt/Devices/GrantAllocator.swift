@@ -57,7 +57,14 @@ public final class GrantAllocator: Sendable {
             } catch {
                 switch error {
                 case .noSpace:
-                    throw XenGntError(.gntallocLimit, .share, call: Call.allocGref, errno: error, count: pages, limit: globalLimit)
+                    throw XenGntError(
+                        .gntallocLimit,
+                        .share,
+                        call: Call.allocGref,
+                        errno: error,
+                        count: pages,
+                        limit: globalLimit
+                    )
                 case .noMemory:
                     throw XenGntError(.outOfMemory, .share, call: Call.allocGref, errno: error, count: pages)
                 default:
@@ -70,7 +77,13 @@ public final class GrantAllocator: Sendable {
         let address: UnsafeMutableRawPointer
         do throws(Errno) {
             address = try retryingOnInterrupt { () throws(Errno) in
-                try handle.calls.mmap(length: pages * xenPageSize, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: handle.fd, offset: Int64(index))
+                try handle.calls.mmap(
+                    length: pages * xenPageSize,
+                    protection: PROT_READ | PROT_WRITE,
+                    flags: MAP_SHARED,
+                    fd: handle.fd,
+                    offset: Int64(index)
+                )
             }
         } catch {
             _ = handle.attempt(.release(request: Request.deallocGref, index: index, count: UInt32(pages)))

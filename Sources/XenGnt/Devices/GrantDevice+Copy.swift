@@ -143,8 +143,13 @@ extension GrantDevice {
             } catch {
                 switch error {
                 case .badAddress:
-                    throw XenGntError(.invalidArgument, .grantCopy, call: Call.grantCopy, errno: error,
-                                      detail: "a local buffer of a segment is not memory this process may access.")
+                    throw XenGntError(
+                        .invalidArgument,
+                        .grantCopy,
+                        call: Call.grantCopy,
+                        errno: error,
+                        detail: "a local buffer of a segment is not memory this process may access."
+                    )
                 case .noMemory:
                     throw XenGntError(.outOfMemory, .grantCopy, call: Call.grantCopy, errno: error)
                 default:
@@ -164,7 +169,10 @@ extension GrantDevice {
         let sourceIsGrant = try validate(segment.source, length: segment.length)
         let destinationIsGrant = try validate(segment.destination, length: segment.length)
         guard sourceIsGrant || destinationIsGrant else {
-            throw XenGntError.invalid(.grantCopy, "a grant copy segment needs a grant on at least one side; the kernel does not copy local to local.")
+            throw XenGntError.invalid(
+                .grantCopy,
+                "a grant copy segment needs a grant on at least one side; the kernel does not copy local to local."
+            )
         }
     }
 
@@ -174,8 +182,13 @@ extension GrantDevice {
         try grant.domain.validate(for: .grantCopy)
         // Written so that no value of offset can overflow (length is 0...4096 here).
         guard offset >= 0, offset <= xenPageSize - length else {
-            throw XenGntError(.outOfRange, .grantCopy, offset: offset, length: xenPageSize,
-                              detail: "a grant side of a copy cannot cross its page: offset \(offset) + length \(length) is over 4096.")
+            throw XenGntError(
+                .outOfRange,
+                .grantCopy,
+                offset: offset,
+                length: xenPageSize,
+                detail: "a grant side of a copy cannot cross its page: offset \(offset) + length \(length) is over 4096."
+            )
         }
         return true
     }

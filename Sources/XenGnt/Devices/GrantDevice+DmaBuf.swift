@@ -97,8 +97,17 @@ extension GrantDevice {
         default:
             code = .kernel
         }
-        return XenGntError(code, .exportDmaBuf, call: Call.expFromRefs, errno: errno, count: count, limit: limit,
-                           domain: domain, guestType: guestType, allocation: allocation)
+        return XenGntError(
+            code,
+            .exportDmaBuf,
+            call: Call.expFromRefs,
+            errno: errno,
+            count: count,
+            limit: limit,
+            domain: domain,
+            guestType: guestType,
+            allocation: allocation
+        )
     }
 
     /// Grants `domain` access to the pages of a local dma-buf (from udmabuf, a DMA heap, a DRM
@@ -120,14 +129,22 @@ extension GrantDevice {
     ///     explained by reading the buffer's size then.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_IMP_TO_REFS`.
-    public func importDmaBuf(_ buffer: consuming DmaBuf, to domain: DomainID, pageCount: Int? = nil) throws(XenGntError) -> DmaBufImport {
+    public func importDmaBuf(
+        _ buffer: consuming DmaBuf,
+        to domain: DomainID,
+        pageCount: Int? = nil
+    ) throws(XenGntError) -> DmaBufImport {
         try domain.validate(for: .importDmaBuf)
         let pages: Int
         if let pageCount {
             pages = pageCount
         } else {
             let bytes: Int
-            if let known = buffer.knownSize { bytes = known } else { bytes = try DmaBuf.size(of: buffer.fd, calls: handle.calls, operation: .importDmaBuf) }
+            if let known = buffer.knownSize {
+                bytes = known
+            } else {
+                bytes = try DmaBuf.size(of: buffer.fd, calls: handle.calls, operation: .importDmaBuf)
+            }
             guard bytes % xenPageSize == 0 else {
                 throw XenGntError(.pageCountMismatch, .importDmaBuf, count: bytes / xenPageSize, length: bytes)
             }
@@ -146,14 +163,23 @@ extension GrantDevice {
     /// avoid those two system calls, hand a ``DmaBuf`` to ``importDmaBuf(_:to:pageCount:)``.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_IMP_TO_REFS`.
-    public func importDmaBuf(fileDescriptor: FileDescriptor, to domain: DomainID, pageCount: Int? = nil) throws(XenGntError) -> DmaBufImport {
+    public func importDmaBuf(
+        fileDescriptor: FileDescriptor,
+        to domain: DomainID,
+        pageCount: Int? = nil
+    ) throws(XenGntError) -> DmaBufImport {
         try domain.validate(for: .importDmaBuf)
         if let pageCount { try validate(count: pageCount, for: .importDmaBuf) }
         let duplicate: DmaBuf
         do throws(Errno) {
             duplicate = DmaBuf(fd: try handle.calls.dup(fileDescriptor.rawValue), calls: handle.calls)
         } catch {
-            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .importDmaBuf, call: Call.dup, errno: error)
+            throw XenGntError(
+                error == .badFileDescriptor ? .badFileDescriptor : .kernel,
+                .importDmaBuf,
+                call: Call.dup,
+                errno: error
+            )
         }
         return try importDmaBuf(duplicate, to: domain, pageCount: pageCount)
     }
@@ -197,7 +223,14 @@ extension GrantDevice {
             }
             let sizeOfBuffer = { () throws(Errno) in try self.handle.calls.lseek(fd, offset: 0, whence: SEEK_END) }
             if let bytes = try? retryingOnInterrupt(sizeOfBuffer), bytes != Int64(pages) * Int64(xenPageSize) {
-                return XenGntError(.pageCountMismatch, .importDmaBuf, call: Call.impToRefs, errno: errno, count: pages, length: Int(bytes))
+                return XenGntError(
+                    .pageCountMismatch,
+                    .importDmaBuf,
+                    call: Call.impToRefs,
+                    errno: errno,
+                    count: pages,
+                    length: Int(bytes)
+                )
             }
             return XenGntError(.notADmaBuf, .importDmaBuf, call: Call.impToRefs, errno: errno)
         default:

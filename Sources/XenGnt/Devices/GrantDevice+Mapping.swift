@@ -89,11 +89,12 @@ extension GrantDevice {
             do throws(Errno) {
                 _ = try handle.ioctl(Request.mapGrantRef, raw)
             } catch {
-                let (code, limit): (XenGntError.Code, Int?) = switch error {
-                case .invalidArgument: limitOr(.kernel, count: count)
-                case .noMemory: (.outOfMemory, nil)
-                default: (.kernel, nil)
-                }
+                let (code, limit): (XenGntError.Code, Int?) =
+                    switch error {
+                    case .invalidArgument: limitOr(.kernel, count: count)
+                    case .noMemory: (.outOfMemory, nil)
+                    default: (.kernel, nil)
+                    }
                 throw XenGntError(code, .mapGrants, call: Call.mapGrantRef, errno: error, count: count, limit: limit)
             }
             return argument.pointee.index
@@ -103,16 +104,23 @@ extension GrantDevice {
         let address: UnsafeMutableRawPointer
         do throws(Errno) {
             address = try retryingOnInterrupt { () throws(Errno) in
-                try handle.calls.mmap(length: length, protection: protection, flags: MAP_SHARED, fd: handle.fd, offset: Int64(index))
+                try handle.calls.mmap(
+                    length: length,
+                    protection: protection,
+                    flags: MAP_SHARED,
+                    fd: handle.fd,
+                    offset: Int64(index)
+                )
             }
         } catch {
             // Withdraw the grant request so nothing is left behind (parked if refused).
             _ = handle.attempt(.release(request: Request.unmapGrantRef, index: index, count: UInt32(count)))
-            let code: XenGntError.Code = switch error {
-            case .invalidArgument: .badGrants
-            case .noMemory: .outOfMemory
-            default: .kernel
-            }
+            let code: XenGntError.Code =
+                switch error {
+                case .invalidArgument: .badGrants
+                case .noMemory: .outOfMemory
+                default: .kernel
+                }
             throw XenGntError(code, .mapGrants, call: Call.mmap, errno: error, count: count)
         }
         return GrantMapping(handle: handle, index: index, pageCount: count, address: address, access: access)

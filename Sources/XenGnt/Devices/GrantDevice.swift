@@ -113,7 +113,12 @@ public final class GrantDevice: Sendable {
         do throws(Errno) {
             _ = try handle.ioctl(Request.getOffsetForVaddr, &argument)
         } catch {
-            throw XenGntError(error == .invalidArgument ? .notFound : .kernel, .offsetForAddress, call: Call.getOffsetForVaddr, errno: error)
+            throw XenGntError(
+                error == .invalidArgument ? .notFound : .kernel,
+                .offsetForAddress,
+                call: Call.getOffsetForVaddr,
+                errno: error
+            )
         }
         return (argument.offset, Int(argument.count))
     }
@@ -123,7 +128,7 @@ extension GuestType {
     /// The guest type of the domain behind `calls`, or `nil` when this is not (visibly) Xen.
     static func detect(_ calls: any SystemCalls) -> GuestType? {
         guard let type = try? calls.readSmallFile(Paths.hypervisorType),
-              type.trimmingWhitespace() == "xen"
+            type.trimmingWhitespace() == "xen"
         else { return nil }
         let machine = calls.machine()
         if machine.hasPrefix("aarch64") || machine.hasPrefix("arm") { return .arm }

@@ -27,46 +27,46 @@ extension XenGntError {
         /// The request names no pages.
         public static var emptyRequest: Code {
             Code("emptyRequest") { e in
-                return "the request names no pages; pass at least one grant reference or page."
+                "the request names no pages; pass at least one grant reference or page."
             }
         }
         /// More pages than gntdev accepts in one call (its `limit` module parameter, read when
         /// the kernel refused): ``XenGntError/count``, ``XenGntError/limit``.
         public static var tooManyPages: Code {
             Code("tooManyPages") { e in
-                return "\(e.count.map(String.init) ?? "the") pages is over gntdev's per-call limit\(e.limit.map { " of \($0)" } ?? "") (module parameter xen_gntdev.limit, /sys/module/xen_gntdev/parameters/limit); split the request or raise the limit."
+                "\(e.count.map(String.init) ?? "the") pages is over gntdev's per-call limit\(e.limit.map { " of \($0)" } ?? "") (module parameter xen_gntdev.limit, /sys/module/xen_gntdev/parameters/limit); split the request or raise the limit."
             }
         }
         /// A collection yielded a different number of elements than its `count` claimed:
         /// ``XenGntError/count`` (claimed), ``XenGntError/actualCount`` (yielded).
         public static var countMismatch: Code {
             Code("countMismatch") { e in
-                return "the collection's count is \(e.count ?? 0) but it yielded \(e.actualCount ?? 0) elements; pass a collection whose count is what it yields (nothing was sent to the kernel)."
+                "the collection's count is \(e.count ?? 0) but it yielded \(e.actualCount ?? 0) elements; pass a collection whose count is what it yields (nothing was sent to the kernel)."
             }
         }
         /// A domain id Xen reserves (0x7FF0 and up): ``XenGntError/domain``.
         public static var reservedDomain: Code {
             Code("reservedDomain") { e in
-                return "domain id 0x\(String(e.domain?.rawValue ?? 0, radix: 16, uppercase: true)) is reserved by Xen (ids from 0x7FF0 up are not guests); pass the peer's real domid."
+                "domain id 0x\(String(e.domain?.rawValue ?? 0, radix: 16, uppercase: true)) is reserved by Xen (ids from 0x7FF0 up are not guests); pass the peer's real domid."
             }
         }
         /// Mapping or exporting grants this domain issued itself, which corrupts an x86 PVH/HVM
         /// domain: ``XenGntError/domain``, ``XenGntError/guestType``.
         public static var ownGrants: Code {
             Code("ownGrants") { e in
-                return "\(e.domain.map { "\($0)" } ?? "this domain") is the domain this runs in: mapping its own grants in an x86 \(e.guestType?.rawValue ?? "PVH/HVM") domain shows the wrong page and later crashes the kernel (gntalloc mmap oops); share within a domain without grants, or map from another domain."
+                "\(e.domain.map { "\($0)" } ?? "this domain") is the domain this runs in: mapping its own grants in an x86 \(e.guestType?.rawValue ?? "PVH/HVM") domain shows the wrong page and later crashes the kernel (gntalloc mmap oops); share within a domain without grants, or map from another domain."
             }
         }
         /// Allocation flag bits the kernel does not define: ``XenGntError/flags``.
         public static var unknownAllocationFlags: Code {
             Code("unknownAllocationFlags") { e in
-                return "flags 0x\(String(e.flags ?? 0, radix: 16)) have bits the kernel does not define (a PVH kernel would silently ignore them); use DmaBufAllocation."
+                "flags 0x\(String(e.flags ?? 0, radix: 16)) have bits the kernel does not define (a PVH kernel would silently ignore them); use DmaBufAllocation."
             }
         }
         /// `GNTDEV_DMA_FLAG_WC` and `GNTDEV_DMA_FLAG_COHERENT` together: ``XenGntError/flags``.
         public static var conflictingAllocationFlags: Code {
             Code("conflictingAllocationFlags") { e in
-                return "flags 0x\(String(e.flags ?? 0, radix: 16)) ask for both GNTDEV_DMA_FLAG_WC and GNTDEV_DMA_FLAG_COHERENT, which exclude each other; choose one."
+                "flags 0x\(String(e.flags ?? 0, radix: 16)) ask for both GNTDEV_DMA_FLAG_WC and GNTDEV_DMA_FLAG_COHERENT, which exclude each other; choose one."
             }
         }
         /// An import whose page count does not match the dma-buf's size:
@@ -74,41 +74,44 @@ extension XenGntError {
         public static var pageCountMismatch: Code {
             Code("pageCountMismatch") { e in
                 let pages = e.count ?? 0
-                return "the dma-buf is \(e.length ?? 0) bytes but \(pages) pages (\(pages.multipliedReportingOverflow(by: xenPageSize).partialValue) bytes) were asked for; the count must match the buffer exactly, in 4096-byte pages."
+                return
+                    "the dma-buf is \(e.length ?? 0) bytes but \(pages) pages (\(pages.multipliedReportingOverflow(by: xenPageSize).partialValue) bytes) were asked for; the count must match the buffer exactly, in 4096-byte pages."
             }
         }
         /// A device node that does not exist: ``XenGntError/path``.
         public static var deviceMissing: Code {
             Code("deviceMissing") { e in
-                return XenGntError.missingDeviceAdvice(e.path ?? "the device")
+                XenGntError.missingDeviceAdvice(e.path ?? "the device")
             }
         }
         /// A device node this process may not open: ``XenGntError/path``.
         public static var permissionDenied: Code {
             Code("permissionDenied") { e in
-                return "this process may not open \(e.path ?? "the device"); run as root or grant access to the device node (a udev rule)."
+                "this process may not open \(e.path ?? "the device"); run as root or grant access to the device node (a udev rule)."
             }
         }
         /// The kernel was built without `CONFIG_XEN_GNTDEV_DMABUF` (the dma-buf ioctls answer
         /// `ENOTTY`).
         public static var dmaBufUnsupported: Code {
             Code("dmaBufUnsupported") { e in
-                return "this kernel was built without CONFIG_XEN_GNTDEV_DMABUF, so the dma-buf ioctls do not exist; use a kernel with it, or map the grants and copy."
+                "this kernel was built without CONFIG_XEN_GNTDEV_DMABUF, so the dma-buf ioctls do not exist; use a kernel with it, or map the grants and copy."
             }
         }
         /// dma-buf export in an x86 PV domain, which the kernel always refuses.
         public static var exportRefusedInPV: Code {
             Code("exportRefusedInPV") { e in
-                return "the kernel refuses dma-buf export in an x86 PV domain (it is not auto-translated). Import instead: allocate the buffer locally (udmabuf, a DRM dumb buffer) and give its refs to the frontend, or run the backend in a PVH domain."
+                "the kernel refuses dma-buf export in an x86 PV domain (it is not auto-translated). Import instead: allocate the buffer locally (udmabuf, a DRM dumb buffer) and give its refs to the frontend, or run the backend in a PVH domain."
             }
         }
         /// An export the kernel rejected in an auto-translated domain: a bad reference, or (x86
         /// PVH/HVM) a kernel that maps exports with `GNTMAP_device_map`: ``XenGntError/guestType``.
         public static var exportRejected: Code {
             Code("exportRejected") { e in
-                let reason = "the kernel rejected the export: a ref is invalid, unused, not granted to this domain, or its domain is unknown"
+                let reason =
+                    "the kernel rejected the export: a ref is invalid, unused, not granted to this domain, or its domain is unknown"
                 if e.guestType == .pvh || e.guestType == .hvm {
-                    return reason + "; or this x86 kernel maps exports with GNTMAP_device_map, which Xen refuses for PVH/HVM guests (see Documentation/KernelFacts.md for the one-line kernel fix)."
+                    return reason
+                        + "; or this x86 kernel maps exports with GNTMAP_device_map, which Xen refuses for PVH/HVM guests (see Documentation/KernelFacts.md for the one-line kernel fix)."
                 }
                 return reason + "."
             }
@@ -116,88 +119,88 @@ extension XenGntError {
         /// Xen refused to map the grants (bad, foreign or read-only reference, unknown domain).
         public static var badGrants: Code {
             Code("badGrants") { e in
-                return "Xen refused to map the grants: a ref is invalid, unused, not granted to this domain, read-only but mapped writable, or its domain does not exist (or was destroyed)."
+                "Xen refused to map the grants: a ref is invalid, unused, not granted to this domain, read-only but mapped writable, or its domain does not exist (or was destroyed)."
             }
         }
         /// gntalloc's global page limit would be exceeded: ``XenGntError/count``,
         /// ``XenGntError/limit`` (read when the kernel refused; `nil` if unreadable).
         public static var gntallocLimit: Code {
             Code("gntallocLimit") { e in
-                return "gntalloc's global page limit\(e.limit.map { " (\($0) pages)" } ?? "") would be exceeded\(e.count.map { " by \($0) more pages" } ?? "") (one 1080p XRGB8888 buffer needs 2025 pages); raise it in /sys/module/xen_gntalloc/parameters/limit or boot with xen_gntalloc.limit=N, or release shared pages."
+                "gntalloc's global page limit\(e.limit.map { " (\($0) pages)" } ?? "") would be exceeded\(e.count.map { " by \($0) more pages" } ?? "") (one 1080p XRGB8888 buffer needs 2025 pages); raise it in /sys/module/xen_gntalloc/parameters/limit or boot with xen_gntalloc.limit=N, or release shared pages."
             }
         }
         /// A udmabuf over udmabuf's `size_limit_mb`: ``XenGntError/length``,
         /// ``XenGntError/limit`` (MiB).
         public static var udmabufLimit: Code {
             Code("udmabufLimit") { e in
-                return "a udmabuf of \(e.length ?? 0) bytes is over udmabuf's size limit\(e.limit.map { " of \($0) MiB" } ?? "") (module parameter udmabuf.size_limit_mb, /sys/module/udmabuf/parameters/size_limit_mb); raise it or use a DMA heap."
+                "a udmabuf of \(e.length ?? 0) bytes is over udmabuf's size limit\(e.limit.map { " of \($0) MiB" } ?? "") (module parameter udmabuf.size_limit_mb, /sys/module/udmabuf/parameters/size_limit_mb); raise it or use a DMA heap."
             }
         }
         /// The domain's grant table has no free entries.
         public static var grantTableFull: Code {
             Code("grantTableFull") { e in
-                return "the domain's grant table has no free entries; release imports or shares, or raise Xen's gnttab_max_frames."
+                "the domain's grant table has no free entries; release imports or shares, or raise Xen's gnttab_max_frames."
             }
         }
         /// The descriptor is not a dma-buf.
         public static var notADmaBuf: Code {
             Code("notADmaBuf") { e in
-                return "the descriptor is not a dma-buf; pass a dma-buf fd (from udmabuf, a DMA heap, DRM PRIME export)."
+                "the descriptor is not a dma-buf; pass a dma-buf fd (from udmabuf, a DMA heap, DRM PRIME export)."
             }
         }
         /// The descriptor is not open.
         public static var badFileDescriptor: Code {
             Code("badFileDescriptor") { e in
-                return "the descriptor is not open."
+                "the descriptor is not open."
             }
         }
         /// Still in use when the timeout expired.
         public static var timedOut: Code {
             Code("timedOut") { e in
-                return "the buffer is still in use: some process, importer (DRM, V4L2) or GEM handle still holds it; release those, then wait again."
+                "the buffer is still in use: some process, importer (DRM, V4L2) or GEM handle still holds it; release those, then wait again."
             }
         }
         /// The task was cancelled while waiting (``XenGntError/errno`` is `nil`: the kernel did
         /// not fail).
         public static var cancelled: Code {
             Code("cancelled") { e in
-                return "the task was cancelled while waiting; the object may still be in use."
+                "the task was cancelled while waiting; the object may still be in use."
             }
         }
         /// The kernel has no such object (already released, or created on another device file).
         public static var notFound: Code {
             Code("notFound") { e in
-                return "the kernel has no such object on this device (already released, or created on another device file)."
+                "the kernel has no such object on this device (already released, or created on another device file)."
             }
         }
         /// A write through a read-only mapping.
         public static var readOnlyMapping: Code {
             Code("readOnlyMapping") { e in
-                return "the memory is mapped read-only; map it with access: .readWrite (the grants must be writable) to write."
+                "the memory is mapped read-only; map it with access: .readWrite (the grants must be writable) to write."
             }
         }
         /// A clear-byte unmap notification on a read-only mapping.
         public static var notifyNeedsWritableMapping: Code {
             Code("notifyNeedsWritableMapping") { e in
-                return "a clear-byte unmap notification writes into the page, so it needs a writable mapping; use only the event-channel notification on a read-only one."
+                "a clear-byte unmap notification writes into the page, so it needs a writable mapping; use only the event-channel notification on a read-only one."
             }
         }
         /// An event channel port this process has not bound: ``XenGntError/port``.
         public static var eventChannelNotBound: Code {
             Code("eventChannelNotBound") { e in
-                return "event channel port \(e.port.map(String.init) ?? "") is not bound in this process; bind it through /dev/xen/evtchn first."
+                "event channel port \(e.port.map(String.init) ?? "") is not bound in this process; bind it through /dev/xen/evtchn first."
             }
         }
         /// An offset or range outside the object: ``XenGntError/offset``, ``XenGntError/length``.
         public static var outOfRange: Code {
             Code("outOfRange") { e in
-                return "offset \(e.offset ?? 0) is outside the \(e.length ?? 0) bytes of the object."
+                "offset \(e.offset ?? 0) is outside the \(e.length ?? 0) bytes of the object."
             }
         }
         /// A CPU mapping the exporter does not provide (gntdev-exported dma-bufs have no mmap).
         public static var notMappable: Code {
             Code("notMappable") { e in
-                return "this dma-buf cannot be mapped by the CPU (a gntdev-exported buffer has no mmap); import it into the device that uses it instead."
+                "this dma-buf cannot be mapped by the CPU (a gntdev-exported buffer has no mmap); import it into the device that uses it instead."
             }
         }
         /// The kernel ran out of memory (``XenGntError/allocation`` says whether contiguous DMA
@@ -205,7 +208,8 @@ extension XenGntError {
         public static var outOfMemory: Code {
             Code("outOfMemory") { e in
                 if e.allocation == .contiguousWriteCombined || e.allocation == .contiguousCoherent {
-                    return "the kernel could not allocate contiguous DMA memory; check that the CMA area (cma= on the kernel command line) is large enough, or export with allocation: .balloon."
+                    return
+                        "the kernel could not allocate contiguous DMA memory; check that the CMA area (cma= on the kernel command line) is large enough, or export with allocation: .balloon."
                 }
                 return "the kernel ran out of memory; release buffers or give the domain more memory."
             }
@@ -213,13 +217,13 @@ extension XenGntError {
         /// Bad input XenGnt caught itself; ``XenGntError/detail`` says which.
         public static var invalidArgument: Code {
             Code("invalidArgument") { e in
-                return e.detail ?? "an argument is not valid."
+                e.detail ?? "an argument is not valid."
             }
         }
         /// An answer XenGnt has no better explanation for.
         public static var kernel: Code {
             Code("kernel") { e in
-                return "the kernel gave no further explanation."
+                "the kernel gave no further explanation."
             }
         }
     }
@@ -233,9 +237,11 @@ extension XenGntError {
         case Paths.gntdev:
             option = "this is not a Xen domain, or the kernel lacks CONFIG_XEN_GNTDEV (or module xen_gntdev is not loaded)"
         case Paths.gntalloc:
-            option = "this is not a Xen domain, or the kernel lacks CONFIG_XEN_GRANT_DEV_ALLOC (or module xen_gntalloc is not loaded)"
+            option =
+                "this is not a Xen domain, or the kernel lacks CONFIG_XEN_GRANT_DEV_ALLOC (or module xen_gntalloc is not loaded)"
         case Paths.udmabuf:
-            option = "the kernel lacks CONFIG_UDMABUF (or module udmabuf is not loaded); a DMA heap is the other source of CPU-mappable dma-bufs"
+            option =
+                "the kernel lacks CONFIG_UDMABUF (or module udmabuf is not loaded); a DMA heap is the other source of CPU-mappable dma-bufs"
         case Paths.dmaHeaps + "system":
             option = "the kernel lacks CONFIG_DMABUF_HEAPS with CONFIG_DMABUF_HEAPS_SYSTEM"
         case _ where path.hasPrefix(Paths.dmaHeaps):

@@ -62,7 +62,10 @@ package struct EventStream<Element: Sendable>: AsyncSequence, Sendable {
                 if ended { return nil }
                 buffer.removeAll(keepingCapacity: true)
                 position = 0
-                if try stream.source(stream.fd, &buffer) == .end { ended = true; continue }
+                if try stream.source(stream.fd, &buffer) == .end {
+                    ended = true
+                    continue
+                }
                 if !buffer.isEmpty { continue }
                 if waiter == nil { waiter = try ReadinessWaiter(calls: stream.calls) }
                 _ = try await waiter!.waitUntilReadable(stream.fd)

@@ -114,7 +114,9 @@ package final class ReadinessWaiter: Sendable {
         func run() -> Result<PollResult, Errno> {
             guard let calls else { return .success(.woken) }
             self.calls = nil
-            var descriptors = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
+            var descriptors = (
+                pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
+            )
             return withUnsafeMutableBytes(of: &descriptors) { raw -> Result<PollResult, Errno> in
                 let entries = raw.bindMemory(to: pollfd.self)
                 do throws(Errno) {

@@ -34,16 +34,22 @@ final class DeviceHandle: Sendable {
     }
 
     /// Opens `path` through `calls`, explaining a failure by the path.
-    static func open(_ path: String, calls: any SystemCalls, flags: Int32, operation: XenGntError.Operation) throws(XenGntError) -> Int32 {
+    static func open(
+        _ path: String,
+        calls: any SystemCalls,
+        flags: Int32,
+        operation: XenGntError.Operation
+    ) throws(XenGntError) -> Int32 {
         do throws(Errno) {
             return try retryingOnInterrupt { () throws(Errno) in try calls.open(path, flags: flags, mode: 0) }
         } catch {
-            let code: XenGntError.Code = switch error {
-            case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .noDevice: .deviceMissing
-            case .permissionDenied, .notPermitted: .permissionDenied
-            case .noMemory: .outOfMemory
-            default: .kernel
-            }
+            let code: XenGntError.Code =
+                switch error {
+                case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .noDevice: .deviceMissing
+                case .permissionDenied, .notPermitted: .permissionDenied
+                case .noMemory: .outOfMemory
+                default: .kernel
+                }
             throw XenGntError(code, operation, call: Call.open, errno: error, path: path)
         }
     }
@@ -112,7 +118,12 @@ final class DeviceHandle: Sendable {
         do throws(Errno) {
             try retryingOnInterrupt { () throws(Errno) in try calls.dup3(source, number, flags: O_CLOEXEC) }
         } catch {
-            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .releaseExport, call: Call.dup3, errno: error)
+            throw XenGntError(
+                error == .badFileDescriptor ? .badFileDescriptor : .kernel,
+                .releaseExport,
+                call: Call.dup3,
+                errno: error
+            )
         }
     }
 
@@ -212,7 +223,7 @@ final class DeviceHandle: Sendable {
                 var argument = ioctl_gntdev_unmap_grant_ref(index: index, count: count, pad: 0)
                 do throws(Errno) {
                     _ = try ioctl(request, &argument)
-                } catch where error == .noSuchFileOrDirectory || (request == Request.deallocGref && error == .invalidArgument) {
+                } catch  where error == .noSuchFileOrDirectory || (request == Request.deallocGref && error == .invalidArgument) {
                     // The kernel no longer has the object (gntdev: ENOENT, gntalloc: EINVAL).
                 }
             case .importRelease(let number):

@@ -34,8 +34,13 @@ extension DmaBuf {
         do throws(Errno) {
             try retryingOnInterrupt { () throws(Errno) in try calls.ftruncate(memfd, length: Int64(bytes)) }
         } catch {
-            throw XenGntError(error == .noMemory || error == .noSpace ? .outOfMemory : .kernel, .createDmaBuf,
-                              call: Call.ftruncate, errno: error, length: bytes)
+            throw XenGntError(
+                error == .noMemory || error == .noSpace ? .outOfMemory : .kernel,
+                .createDmaBuf,
+                call: Call.ftruncate,
+                errno: error,
+                length: bytes
+            )
         }
         do throws(Errno) {
             _ = try calls.fcntl(memfd, command: Int32(CXG_F_ADD_SEALS), argument: Int32(CXG_F_SEAL_SHRINK))
@@ -44,17 +49,36 @@ extension DmaBuf {
         }
         let device = try DeviceHandle.open(Paths.udmabuf, calls: calls, flags: O_RDWR | O_CLOEXEC, operation: .createDmaBuf)
         defer { try? calls.close(device) }
-        var argument = udmabuf_create(memfd: UInt32(bitPattern: memfd), flags: UInt32(UDMABUF_FLAGS_CLOEXEC), offset: 0, size: UInt64(bytes))
+        var argument = udmabuf_create(
+            memfd: UInt32(bitPattern: memfd),
+            flags: UInt32(UDMABUF_FLAGS_CLOEXEC),
+            offset: 0,
+            size: UInt64(bytes)
+        )
         do throws(Errno) {
             let fd = try retryingOnInterrupt { () throws(Errno) in try calls.ioctl(device, Request.udmabufCreate, &argument) }
             return DmaBuf(fd: fd, calls: calls, size: bytes)
         } catch {
             // EINVAL for a size over size_limit_mb (read only now, to tell it from other causes).
             if error == .invalidArgument, let limit = DeviceHandle.readInteger(Paths.udmabufSizeLimit, calls: calls),
-               bytes > limit * 1024 * 1024 {
-                throw XenGntError(.udmabufLimit, .createDmaBuf, call: Call.udmabufCreate, errno: error, limit: limit, length: bytes)
+                bytes > limit * 1024 * 1024
+            {
+                throw XenGntError(
+                    .udmabufLimit,
+                    .createDmaBuf,
+                    call: Call.udmabufCreate,
+                    errno: error,
+                    limit: limit,
+                    length: bytes
+                )
             }
-            throw XenGntError(error == .noMemory ? .outOfMemory : .kernel, .createDmaBuf, call: Call.udmabufCreate, errno: error, length: bytes)
+            throw XenGntError(
+                error == .noMemory ? .outOfMemory : .kernel,
+                .createDmaBuf,
+                call: Call.udmabufCreate,
+                errno: error,
+                length: bytes
+            )
         }
     }
 
@@ -62,10 +86,17 @@ extension DmaBuf {
     /// `CONFIG_DMABUF_HEAPS`; the `system` heap gives ordinary, non-contiguous pages).
     ///
     /// The corresponding ioctl is `DMA_HEAP_IOCTL_ALLOC`.
-    public static func allocate(fromHeap heap: String = "system", pages: Int, on system: XenSystem = .kernel) throws(XenGntError) -> DmaBuf {
+    public static func allocate(
+        fromHeap heap: String = "system",
+        pages: Int,
+        on system: XenSystem = .kernel
+    ) throws(XenGntError) -> DmaBuf {
         try validate(pages: pages)
         guard !heap.isEmpty, !heap.contains("/"), heap != ".", heap != ".." else {
-            throw XenGntError.invalid(.createDmaBuf, "a heap is named by its file in /dev/dma_heap (such as \"system\"), not \"\(heap)\".")
+            throw XenGntError.invalid(
+                .createDmaBuf,
+                "a heap is named by its file in /dev/dma_heap (such as \"system\"), not \"\(heap)\"."
+            )
         }
         let calls = system.calls
         let path = Paths.dmaHeaps + heap
@@ -73,13 +104,22 @@ extension DmaBuf {
         let device = try DeviceHandle.open(path, calls: calls, flags: O_RDONLY | O_CLOEXEC, operation: .createDmaBuf)
         defer { try? calls.close(device) }
         var argument = dma_heap_allocation_data(
-            len: UInt64(bytes), fd: 0,
-            fd_flags: UInt32(O_RDWR | O_CLOEXEC), heap_flags: 0)
+            len: UInt64(bytes),
+            fd: 0,
+            fd_flags: UInt32(O_RDWR | O_CLOEXEC),
+            heap_flags: 0
+        )
         do throws(Errno) {
             _ = try retryingOnInterrupt { () throws(Errno) in try calls.ioctl(device, Request.dmaHeapAlloc, &argument) }
         } catch {
-            throw XenGntError(error == .noMemory ? .outOfMemory : .kernel, .createDmaBuf, call: Call.dmaHeapAlloc, errno: error,
-                              path: path, length: bytes)
+            throw XenGntError(
+                error == .noMemory ? .outOfMemory : .kernel,
+                .createDmaBuf,
+                call: Call.dmaHeapAlloc,
+                errno: error,
+                path: path,
+                length: bytes
+            )
         }
         return DmaBuf(fd: Int32(bitPattern: argument.fd), calls: calls, size: bytes)
     }
@@ -87,7 +127,10 @@ extension DmaBuf {
     private static func validate(pages: Int) throws(XenGntError) {
         guard pages > 0 else { throw XenGntError(.emptyRequest, .createDmaBuf, count: pages) }
         guard pages <= maximumPageCount else {
-            throw XenGntError.invalid(.createDmaBuf, "\(pages) pages is more than any dma-buf source gives (at most \(maximumPageCount) pages, 64 GiB).")
+            throw XenGntError.invalid(
+                .createDmaBuf,
+                "\(pages) pages is more than any dma-buf source gives (at most \(maximumPageCount) pages, 64 GiB)."
+            )
         }
     }
 }

@@ -60,11 +60,12 @@ public struct DmaBuf: ~Copyable, Sendable {
         do throws(Errno) {
             return Int(try retryingOnInterrupt { () throws(Errno) in try calls.lseek(fd, offset: 0, whence: SEEK_END) })
         } catch {
-            let code: XenGntError.Code = switch error {
-            case .badFileDescriptor: .badFileDescriptor
-            case .illegalSeek, .invalidArgument: .notADmaBuf
-            default: .kernel
-            }
+            let code: XenGntError.Code =
+                switch error {
+                case .badFileDescriptor: .badFileDescriptor
+                case .illegalSeek, .invalidArgument: .notADmaBuf
+                default: .kernel
+                }
             throw XenGntError(code, operation, call: Call.lseek, errno: error)
         }
     }
@@ -108,7 +109,10 @@ public struct DmaBuf: ~Copyable, Sendable {
     public func setName(_ name: String) throws(XenGntError) {
         let utf8 = Array(name.utf8)
         guard utf8.count < Int(CXG_DMA_BUF_NAME_LEN), !utf8.contains(0) else {
-            throw XenGntError.invalid(.dmaBufSetName, "a dma-buf name is at most \(Int(CXG_DMA_BUF_NAME_LEN) - 1) bytes of UTF-8 without NUL; \"\(name)\" is \(utf8.count).")
+            throw XenGntError.invalid(
+                .dmaBufSetName,
+                "a dma-buf name is at most \(Int(CXG_DMA_BUF_NAME_LEN) - 1) bytes of UTF-8 without NUL; \"\(name)\" is \(utf8.count)."
+            )
         }
         // The ioctl reads a NUL-terminated string of at most DMA_BUF_NAME_LEN bytes.
         var storage: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -131,7 +135,12 @@ public struct DmaBuf: ~Copyable, Sendable {
         do throws(Errno) {
             return DmaBuf(fd: try calls.dup(fd), calls: calls, size: knownSize)
         } catch {
-            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .duplicate, call: Call.dup, errno: error)
+            throw XenGntError(
+                error == .badFileDescriptor ? .badFileDescriptor : .kernel,
+                .duplicate,
+                call: Call.dup,
+                errno: error
+            )
         }
     }
 
@@ -223,7 +232,9 @@ public struct DmaBufMapping: ~Copyable, @unchecked Sendable {
     /// Calls `body` with the mapped bytes, writable.
     ///
     /// - Throws: ``XenGntError/Code/readOnlyMapping`` for a read-only mapping.
-    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws(XenGntError) -> R) throws(XenGntError) -> R {
+    public func withUnsafeMutableBytes<R>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(XenGntError) -> R
+    ) throws(XenGntError) -> R {
         guard access == .readWrite else { throw XenGntError(.readOnlyMapping, .writeMapping) }
         return try body(UnsafeMutableRawBufferPointer(start: baseAddress, count: byteCount))
     }

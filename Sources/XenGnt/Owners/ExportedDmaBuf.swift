@@ -38,7 +38,12 @@ public struct ExportedDmaBuf: ~Copyable, Sendable {
         do throws(Errno) {
             return DmaBuf(fd: try handle.calls.dup(fileDescriptor.rawValue), calls: handle.calls, size: byteCount)
         } catch {
-            throw XenGntError(error == .badFileDescriptor ? .badFileDescriptor : .kernel, .duplicate, call: Call.dup, errno: error)
+            throw XenGntError(
+                error == .badFileDescriptor ? .badFileDescriptor : .kernel,
+                .duplicate,
+                call: Call.dup,
+                errno: error
+            )
         }
     }
 

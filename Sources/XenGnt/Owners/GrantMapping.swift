@@ -38,7 +38,9 @@ public struct GrantMapping: ~Copyable, @unchecked Sendable {
     ///
     /// - Throws: ``XenGntError/Code/readOnlyMapping`` for a read-only mapping (writing to it
     ///   would fault), or what `body` throws.
-    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws(XenGntError) -> R) throws(XenGntError) -> R {
+    public func withUnsafeMutableBytes<R>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(XenGntError) -> R
+    ) throws(XenGntError) -> R {
         guard access == .readWrite else { throw XenGntError(.readOnlyMapping, .writeMapping) }
         return try body(UnsafeMutableRawBufferPointer(start: baseAddress, count: byteCount))
     }
@@ -49,8 +51,13 @@ public struct GrantMapping: ~Copyable, @unchecked Sendable {
     /// The corresponding ioctl is `IOCTL_GNTDEV_SET_UNMAP_NOTIFY`.
     public func setUnmapNotification(_ notification: UnmapNotification) throws(XenGntError) {
         try notification.apply(
-            request: Request.gntdevSetUnmapNotify, call: Call.gntdevSetUnmapNotify, handle: handle, index: offset,
-            length: byteCount, writable: access == .readWrite)
+            request: Request.gntdevSetUnmapNotify,
+            call: Call.gntdevSetUnmapNotify,
+            handle: handle,
+            index: offset,
+            length: byteCount,
+            writable: access == .readWrite
+        )
     }
 
     /// Unmaps the memory and releases the grants, reporting errors.
@@ -67,9 +74,20 @@ public struct GrantMapping: ~Copyable, @unchecked Sendable {
         }
     }
 
-    private static func release(handle: DeviceHandle, index: UInt64, pageCount: Int, address: UnsafeMutableRawPointer) -> XenGntError? {
-        handle.unmap(address, pageCount: pageCount, thenRelease: Request.unmapGrantRef, index: index,
-                     as: .unmapGrants, call: Call.unmapGrantRef)
+    private static func release(
+        handle: DeviceHandle,
+        index: UInt64,
+        pageCount: Int,
+        address: UnsafeMutableRawPointer
+    ) -> XenGntError? {
+        handle.unmap(
+            address,
+            pageCount: pageCount,
+            thenRelease: Request.unmapGrantRef,
+            index: index,
+            as: .unmapGrants,
+            call: Call.unmapGrantRef
+        )
     }
 
     deinit {

@@ -76,8 +76,12 @@ public struct PendingRelease: ~Copyable, Sendable {
             // can only mean "already released".
             return true
         } catch {
-            throw XenGntError(error == .inappropriateIOCTLForDevice ? .dmaBufUnsupported : .kernel,
-                              .waitReleased, call: Call.expWaitReleased, errno: error)
+            throw XenGntError(
+                error == .inappropriateIOCTLForDevice ? .dmaBufUnsupported : .kernel,
+                .waitReleased,
+                call: Call.expWaitReleased,
+                errno: error
+            )
         }
     }
 
@@ -98,7 +102,8 @@ public struct PendingRelease: ~Copyable, Sendable {
     /// - Returns: `true` when released, `false` when users remain after `timeout`.
     ///
     /// The corresponding ioctl is `IOCTL_GNTDEV_DMABUF_EXP_WAIT_RELEASED`.
-    public func waitUntilReleased(timeout: Duration, pollInterval: Duration = .milliseconds(2)) async throws(XenGntError) -> Bool {
+    public func waitUntilReleased(timeout: Duration, pollInterval: Duration = .milliseconds(2)) async throws(XenGntError) -> Bool
+    {
         try await waitUntilReleased(timeout: Optional(timeout), pollInterval: pollInterval)
     }
 

@@ -19,7 +19,14 @@ public struct SharedPages: ~Copyable, @unchecked Sendable {
     public let baseAddress: UnsafeMutableRawPointer
     private var isShared = true
 
-    init(handle: DeviceHandle, index: UInt64, refs: [GrantRef], domain: DomainID, access: Access, address: UnsafeMutableRawPointer) {
+    init(
+        handle: DeviceHandle,
+        index: UInt64,
+        refs: [GrantRef],
+        domain: DomainID,
+        access: Access,
+        address: UnsafeMutableRawPointer
+    ) {
         self.handle = handle
         self.offset = index
         self.refs = refs
@@ -50,8 +57,13 @@ public struct SharedPages: ~Copyable, @unchecked Sendable {
     /// The corresponding ioctl is `IOCTL_GNTALLOC_SET_UNMAP_NOTIFY`.
     public func setUnmapNotification(_ notification: UnmapNotification) throws(XenGntError) {
         try notification.apply(
-            request: Request.gntallocSetUnmapNotify, call: Call.gntallocSetUnmapNotify, handle: handle, index: offset,
-            length: byteCount, writable: true)
+            request: Request.gntallocSetUnmapNotify,
+            call: Call.gntallocSetUnmapNotify,
+            handle: handle,
+            index: offset,
+            length: byteCount,
+            writable: true
+        )
     }
 
     /// Unmaps the pages and withdraws the grants, reporting errors. Both steps are attempted;
@@ -66,10 +78,21 @@ public struct SharedPages: ~Copyable, @unchecked Sendable {
         }
     }
 
-    private static func release(handle: DeviceHandle, index: UInt64, pageCount: Int, address: UnsafeMutableRawPointer) -> XenGntError? {
+    private static func release(
+        handle: DeviceHandle,
+        index: UInt64,
+        pageCount: Int,
+        address: UnsafeMutableRawPointer
+    ) -> XenGntError? {
         // IOCTL_GNTALLOC_DEALLOC_GREF's argument has the layout of gntdev's unmap (index, count).
-        handle.unmap(address, pageCount: pageCount, thenRelease: Request.deallocGref, index: index,
-                     as: .unshare, call: Call.deallocGref)
+        handle.unmap(
+            address,
+            pageCount: pageCount,
+            thenRelease: Request.deallocGref,
+            index: index,
+            as: .unshare,
+            call: Call.deallocGref
+        )
     }
 
     deinit {

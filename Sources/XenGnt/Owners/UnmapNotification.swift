@@ -64,11 +64,12 @@ public struct UnmapNotification: Sendable, Hashable {
         do throws(Errno) {
             _ = try handle.ioctl(request, &argument)
         } catch {
-            let code: XenGntError.Code = switch error {
-            case .invalidArgument where eventChannelPort != nil: .eventChannelNotBound
-            case .noSuchFileOrDirectory: .notFound
-            default: .kernel
-            }
+            let code: XenGntError.Code =
+                switch error {
+                case .invalidArgument where eventChannelPort != nil: .eventChannelNotBound
+                case .noSuchFileOrDirectory: .notFound
+                default: .kernel
+                }
             throw XenGntError(code, .setUnmapNotification, call: call, errno: error, port: eventChannelPort)
         }
     }

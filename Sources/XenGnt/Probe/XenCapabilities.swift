@@ -61,10 +61,15 @@ public struct XenCapabilities: Sendable, Hashable {
         let isXen = (try? calls.readSmallFile(Paths.hypervisorType))?.trimmingWhitespace() == "xen"
         let guestType = GuestType.detect(calls)
         var capabilities = XenCapabilities(
-            isXenDomain: isXen, guestType: guestType, gntdev: .missing, gntalloc: .missing,
-            dmaBufIoctls: nil, export: .unknown,
+            isXenDomain: isXen,
+            guestType: guestType,
+            gntdev: .missing,
+            gntalloc: .missing,
+            dmaBufIoctls: nil,
+            export: .unknown,
             gntdevLimit: DeviceHandle.readInteger(Paths.gntdevLimit, calls: calls),
-            gntallocLimit: DeviceHandle.readInteger(Paths.gntallocLimit, calls: calls))
+            gntallocLimit: DeviceHandle.readInteger(Paths.gntallocLimit, calls: calls)
+        )
         do {
             let handle = try DeviceHandle(path: Paths.gntdev, calls: calls, operation: .probe)
             capabilities.gntdev = .available
@@ -84,13 +89,14 @@ public struct XenCapabilities: Sendable, Hashable {
         } catch {
             capabilities.gntalloc = Self.state(error)
         }
-        capabilities.export = switch (capabilities.dmaBufIoctls, guestType) {
-        case (nil, _), (_, nil): .unknown
-        case (false?, _): .notCompiledIn
-        case (true?, .pv?): .refusedInPV
-        case (true?, .arm?): .supported
-        case (true?, .pvh?), (true?, .hvm?): .uncertain
-        }
+        capabilities.export =
+            switch (capabilities.dmaBufIoctls, guestType) {
+            case (nil, _), (_, nil): .unknown
+            case (false?, _): .notCompiledIn
+            case (true?, .pv?): .refusedInPV
+            case (true?, .arm?): .supported
+            case (true?, .pvh?), (true?, .hvm?): .uncertain
+            }
         return capabilities
     }
 

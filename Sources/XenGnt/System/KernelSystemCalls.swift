@@ -1,7 +1,6 @@
 internal import CXenGnt
-package import SystemPackage
-
 package import Glibc
+package import SystemPackage
 
 /// The production side of the seam: every requirement is one libc call. This is the only file in
 /// XenGnt that calls libc for devices, descriptors or memory mappings.
@@ -34,9 +33,15 @@ package struct KernelSystemCalls: SystemCalls {
         try check(cxg_ioctl(fd, request, argument))
     }
 
-    package func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    package func mmap(
+        length: Int,
+        protection: Int32,
+        flags: Int32,
+        fd: Int32,
+        offset: Int64
+    ) throws(Errno) -> UnsafeMutableRawPointer {
         guard let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset)),
-              address != MAP_FAILED
+            address != MAP_FAILED
         else { throw Errno(rawValue: Glibc.errno) }
         return address
     }

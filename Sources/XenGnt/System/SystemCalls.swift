@@ -1,6 +1,5 @@
-package import SystemPackage
-
 package import Glibc
+package import SystemPackage
 
 /// The one seam through which XenGnt touches a device or the kernel's view of the system.
 ///
@@ -57,7 +56,7 @@ package func retryingOnInterrupt<T>(_ body: () throws(Errno) -> T) throws(Errno)
     while true {
         do {
             return try body()
-        } catch where error == .interrupted {
+        } catch  where error == .interrupted {
             continue
         }
     }

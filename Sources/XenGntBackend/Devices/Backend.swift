@@ -78,7 +78,7 @@ public struct Backend: Sendable {
                     devices.route(event.path, under: root)
                 }
                 return nil
-            } catch where error.code == .cancelled {
+            } catch  where error.code == .cancelled {
                 return nil
             } catch {
                 return error
@@ -105,7 +105,7 @@ public struct Backend: Sendable {
         } else {
             do {
                 frontends = try await store.directory(root)
-            } catch where error.code == .noSuchNode {
+            } catch  where error.code == .noSuchNode {
                 return []
             }
         }
@@ -116,7 +116,7 @@ public struct Backend: Sendable {
                 for device in try await store.directory("\(root)/\(frontend)") {
                     keys.append(DeviceKey(frontend: DomainID(id), device: device))
                 }
-            } catch where error.code == .noSuchNode {
+            } catch  where error.code == .noSuchNode {
                 continue
             }
         }

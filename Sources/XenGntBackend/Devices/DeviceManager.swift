@@ -70,11 +70,22 @@ struct DeviceManager: Sendable {
         let frontendID = try await store.read("\(backendPath)/frontend-id", as: UInt16.self)
         let expected = "/local/domain/\(key.frontend.rawValue)/device/\(context.type)/\(key.device)"
         guard frontendID == key.frontend.rawValue, frontendPath == expected else {
-            throw XenGntError(.invalidDevice, .deviceLifecycle, path: backendPath,
-                              detail: "frontend-id \(frontendID) and frontend '\(frontendPath)' do not match the directory (expected \(expected))")
+            throw XenGntError(
+                .invalidDevice,
+                .deviceLifecycle,
+                path: backendPath,
+                detail:
+                    "frontend-id \(frontendID) and frontend '\(frontendPath)' do not match the directory (expected \(expected))"
+            )
         }
-        return BackendDevice(type: context.type, frontendID: key.frontend, deviceID: key.device,
-                             backendPath: backendPath, frontendPath: frontendPath, store: store)
+        return BackendDevice(
+            type: context.type,
+            frontendID: key.frontend,
+            deviceID: key.device,
+            backendPath: backendPath,
+            frontendPath: frontendPath,
+            store: store
+        )
     }
 
     private func start(_ device: BackendDevice, _ life: Life) async throws(XenGntError) {
@@ -212,7 +223,7 @@ struct DeviceManager: Sendable {
     private func frontendAlive(_ device: BackendDevice) async throws(XenGntError) -> Bool {
         do {
             return try await context.store.isDomainIntroduced(device.frontendID)
-        } catch where error.code == .accessDenied {
+        } catch  where error.code == .accessDenied {
             return try await context.store.exists(device.frontendPath)
         }
     }

@@ -58,7 +58,8 @@ public struct FrontendDevice: Sendable, CustomStringConvertible {
     ///
     /// - Throws: `XenGntError/Code/peerNotReady` after `timeout`.
     public func waitForBackend(
-        timeout: Duration? = nil, until accept: @escaping @Sendable (XenbusState) -> Bool
+        timeout: Duration? = nil,
+        until accept: @escaping @Sendable (XenbusState) -> Bool
     ) async throws(XenGntError) -> XenbusState {
         let store = self.store
         let path = "\(backendPath)/state"
@@ -119,7 +120,9 @@ extension XenbusState {
 /// Runs `body`, giving up with `XenGntError/Code/peerNotReady` after `timeout` (a deadline,
 /// not a polling loop: `body` waits on its watch meanwhile).
 func withDeadline<Value: Sendable>(
-    _ timeout: Duration?, path: String, waitingFor what: String,
+    _ timeout: Duration?,
+    path: String,
+    waitingFor what: String,
     _ body: @escaping @Sendable () async throws(XenGntError) -> Value
 ) async throws(XenGntError) -> Value {
     guard let timeout else { return try await body() }

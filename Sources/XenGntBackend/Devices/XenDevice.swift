@@ -45,7 +45,11 @@ public struct XenDevice: Sendable, Hashable, CustomStringConvertible {
     /// Writes both directories, replacing what was there, in one transaction, with the
     /// permissions libxl sets: each end owns its directory (others: none) and the other end may
     /// read it. Needs a privileged connection (Dom0's) or one allowed to write both homes.
-    public func create(in store: XenStore, frontendEntries: [String: String] = [:], backendEntries: [String: String] = [:]) async throws(XenGntError) {
+    public func create(
+        in store: XenStore,
+        frontendEntries: [String: String] = [:],
+        backendEntries: [String: String] = [:]
+    ) async throws(XenGntError) {
         let frontendPermissions = [XenStorePermission(frontend, .none), XenStorePermission(backend, .read)]
         let backendPermissions = [XenStorePermission(backend, .none), XenStorePermission(frontend, .read)]
         try await store.transaction { transaction throws(XenGntError) in
@@ -53,7 +57,9 @@ public struct XenDevice: Sendable, Hashable, CustomStringConvertible {
             try await transaction.makeDirectory(frontendPath)
             try await transaction.setPermissions(frontendPermissions, of: frontendPath)
             try await transaction.write("\(frontendPath)/backend", backendPath)
-            let front = ["backend-id": "\(backend.rawValue)", "state": XenbusState.initialising.value].merging(frontendEntries) { $1 }
+            let front = ["backend-id": "\(backend.rawValue)", "state": XenbusState.initialising.value].merging(frontendEntries) {
+                $1
+            }
             for (key, value) in front.sorted(by: { $0.key < $1.key }) {
                 try await transaction.write("\(frontendPath)/\(key)", value)
                 try await transaction.setPermissions(frontendPermissions, of: "\(frontendPath)/\(key)")
@@ -84,7 +90,7 @@ extension XenStoreOperations {
     func removeIfPresent(_ path: String) async throws(XenGntError) {
         do {
             try await remove(path)
-        } catch where error.code == .noSuchNode {
+        } catch  where error.code == .noSuchNode {
         }
     }
 }

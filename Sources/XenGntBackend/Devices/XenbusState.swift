@@ -58,7 +58,7 @@ extension XenStoreOperations {
     public func state(at path: String) async throws(XenGntError) -> XenbusState {
         do {
             return XenbusState(try await read(path))
-        } catch where error.code == .noSuchNode || error.code == .accessDenied {
+        } catch  where error.code == .noSuchNode || error.code == .accessDenied {
             return .unknown
         }
     }

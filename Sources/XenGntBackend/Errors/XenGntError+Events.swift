@@ -7,8 +7,11 @@ extension XenGntError.Code {
     /// port, for an interdomain bind).
     public static var eventChannelRefused: Self {
         Self("eventChannelRefused") { e in
-            let target = e.port.map { "port \($0) of \(e.domain.map { "\($0)" } ?? "the remote domain")" } ?? "a port for \(e.domain.map { "\($0)" } ?? "the remote domain")"
-            return "Xen refused to bind \(target) (\(e.errno?.symbolicName ?? "error")): an interdomain bind needs a port the remote domain allocated for this domain (unbound, not yet connected); ESRCH means the domain does not exist; the domain may also be out of ports."
+            let target =
+                e.port.map { "port \($0) of \(e.domain.map { "\($0)" } ?? "the remote domain")" }
+                ?? "a port for \(e.domain.map { "\($0)" } ?? "the remote domain")"
+            return
+                "Xen refused to bind \(target) (\(e.errno?.symbolicName ?? "error")): an interdomain bind needs a port the remote domain allocated for this domain (unbound, not yet connected); ESRCH means the domain does not exist; the domain may also be out of ports."
         }
     }
     /// The per-file queue of `/dev/xen/evtchn` overflowed (`EFBIG`); it was reset and its

@@ -47,7 +47,12 @@ public struct EventChannel: ~Copyable, Sendable {
     /// The corresponding ioctl is `IOCTL_EVTCHN_BIND_UNBOUND_PORT`.
     public static func bindUnbound(remote: DomainID, on system: XenSystem = .kernel) throws(XenGntError) -> EventChannel {
         let file = try EventChannelFile(system: system)
-        let port = try file.bind(EventChannelRequest.bindUnboundPort, "IOCTL_EVTCHN_BIND_UNBOUND_PORT", remote: remote, remotePort: nil)
+        let port = try file.bind(
+            EventChannelRequest.bindUnboundPort,
+            "IOCTL_EVTCHN_BIND_UNBOUND_PORT",
+            remote: remote,
+            remotePort: nil
+        )
         return EventChannel(port: port, remoteDomain: remote, remotePort: nil, file: file)
     }
 
@@ -57,9 +62,18 @@ public struct EventChannel: ~Copyable, Sendable {
     ///   of `remote` meant for this domain (`EINVAL`), or `remote` does not exist (`ESRCH`).
     ///
     /// The corresponding ioctl is `IOCTL_EVTCHN_BIND_INTERDOMAIN`.
-    public static func bindInterdomain(remote: DomainID, port: UInt32, on system: XenSystem = .kernel) throws(XenGntError) -> EventChannel {
+    public static func bindInterdomain(
+        remote: DomainID,
+        port: UInt32,
+        on system: XenSystem = .kernel
+    ) throws(XenGntError) -> EventChannel {
         let file = try EventChannelFile(system: system)
-        let local = try file.bind(EventChannelRequest.bindInterdomain, "IOCTL_EVTCHN_BIND_INTERDOMAIN", remote: remote, remotePort: port)
+        let local = try file.bind(
+            EventChannelRequest.bindInterdomain,
+            "IOCTL_EVTCHN_BIND_INTERDOMAIN",
+            remote: remote,
+            remotePort: port
+        )
         return EventChannel(port: local, remoteDomain: remote, remotePort: port, file: file)
     }
 
@@ -131,11 +145,12 @@ final class EventChannelFile: Sendable {
                 try system.calls.open(Self.path, flags: O_RDWR | O_CLOEXEC | O_NONBLOCK, mode: 0)
             }
         } catch {
-            let code: XenGntError.Code = switch error {
-            case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .operationNotSupportedByDevice: .deviceMissing
-            case .permissionDenied, .notPermitted: .permissionDenied
-            default: .kernel
-            }
+            let code: XenGntError.Code =
+                switch error {
+                case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .operationNotSupportedByDevice: .deviceMissing
+                case .permissionDenied, .notPermitted: .permissionDenied
+                default: .kernel
+                }
             throw XenGntError(code, .bindEventChannel, call: "open", errno: error, path: Self.path)
         }
     }
@@ -189,8 +204,13 @@ final class EventChannelFile: Sendable {
         do throws(Errno) {
             _ = try retryingOnInterrupt { () throws(Errno) in try calls.ioctl(fd, EventChannelRequest.unbind, &argument) }
         } catch {
-            throw XenGntError(error == .socketNotConnected ? .eventChannelNotBound : .kernel, .unbindEventChannel,
-                              call: "IOCTL_EVTCHN_UNBIND", errno: error, port: port)
+            throw XenGntError(
+                error == .socketNotConnected ? .eventChannelNotBound : .kernel,
+                .unbindEventChannel,
+                call: "IOCTL_EVTCHN_UNBIND",
+                errno: error,
+                port: port
+            )
         }
     }
 

@@ -1,3 +1,4 @@
+import Synchronization
 public import XenGnt
 
 /// The events of one ``EventChannel``, on XenGnt's poll reader: each element is an event the
@@ -49,8 +50,6 @@ public struct EventChannelNotifications: AsyncSequence, Sendable {
         }
     }
 }
-
-import Synchronization
 
 /// A poll waiter made on first use (its eventfd costs a descriptor).
 final class ReadinessWaiterBox: Sendable {

@@ -71,11 +71,19 @@ public struct BackRing<Request, Response>: ~Copyable {
         let producer = Shared.loadAcquire(base, RingGeometry.requestProducer)
         var problem: XenGntError?
         if Int32(bitPattern: producer &- lastRequestProducer) < 0 || Int32(bitPattern: producer &- requestConsumer) < 0 {
-            problem = .ring(.ringIndexBackwards, .consumeRing, slots: geometry.slotCount,
-                            "req_prod went from \(lastRequestProducer) to \(producer), requests consumed up to \(requestConsumer)")
+            problem = .ring(
+                .ringIndexBackwards,
+                .consumeRing,
+                slots: geometry.slotCount,
+                "req_prod went from \(lastRequestProducer) to \(producer), requests consumed up to \(requestConsumer)"
+            )
         } else if producer &- responseProducer > size {
-            problem = .ring(.ringOverflow, .consumeRing, slots: geometry.slotCount,
-                            "req_prod \(producer), responses produced \(responseProducer)")
+            problem = .ring(
+                .ringOverflow,
+                .consumeRing,
+                slots: geometry.slotCount,
+                "req_prod \(producer), responses produced \(responseProducer)"
+            )
         }
         if let problem {
             failure = problem
@@ -105,8 +113,12 @@ public struct BackRing<Request, Response>: ~Copyable {
     public mutating func respond(_ response: Response) throws(XenGntError) {
         if let failure { throw failure }
         guard responseProducer != requestConsumer else {
-            throw .ring(.ringProtocolViolation, .produceRing, slots: geometry.slotCount,
-                        "a response with no request taken to answer (\(responseProducer) of \(requestConsumer))")
+            throw .ring(
+                .ringProtocolViolation,
+                .produceRing,
+                slots: geometry.slotCount,
+                "a response with no request taken to answer (\(responseProducer) of \(requestConsumer))"
+            )
         }
         let slot = Int(responseProducer & UInt32(geometry.slotCount - 1))
         Shared.store(response, to: base + RingGeometry.headerSize + slot * geometry.slotSize)
@@ -121,9 +133,9 @@ public struct BackRing<Request, Response>: ~Copyable {
         let old = publishedResponses
         let new = responseProducer
         guard new != old else { return false }
-        Shared.storeRelease(base, RingGeometry.responseProducer, new)   // xen_wmb(); rsp_prod = new
+        Shared.storeRelease(base, RingGeometry.responseProducer, new)  // xen_wmb(); rsp_prod = new
         publishedResponses = new
-        Shared.fullBarrier()                                              // xen_mb()
+        Shared.fullBarrier()  // xen_mb()
         let event = Shared.loadRelaxed(base, RingGeometry.responseEvent)
         return new &- event < new &- old
     }
@@ -136,7 +148,7 @@ public struct BackRing<Request, Response>: ~Copyable {
     public mutating func finalCheckForRequests() throws(XenGntError) -> Bool {
         if try unconsumedRequests() > 0 { return true }
         Shared.storeRelaxed(base, RingGeometry.requestEvent, requestConsumer &+ 1)
-        Shared.fullBarrier()                                              // xen_mb()
+        Shared.fullBarrier()  // xen_mb()
         return try unconsumedRequests() > 0
     }
 
@@ -144,7 +156,9 @@ public struct BackRing<Request, Response>: ~Copyable {
     /// ends with the final check, so nothing is left behind when it returns.
     ///
     /// - Returns: how many requests were handled, and whether to notify the frontend.
-    public mutating func serve(_ handle: (Request) throws(XenGntError) -> Response) throws(XenGntError) -> (handled: Int, notify: Bool) {
+    public mutating func serve(
+        _ handle: (Request) throws(XenGntError) -> Response
+    ) throws(XenGntError) -> (handled: Int, notify: Bool) {
         var handled = 0
         var notify = false
         repeat {

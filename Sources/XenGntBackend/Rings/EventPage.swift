@@ -20,14 +20,19 @@ public struct EventPageGeometry: Sendable, Hashable {
     public let capacity: Int
 
     /// The page of `Event`s over `byteCount` bytes behind a `headerSize`-byte header.
-    public init<Event>(_ event: Event.Type, byteCount: Int = xenPageSize, headerSize: Int = displayHeaderSize) throws(XenGntError) {
+    public init<Event>(_ event: Event.Type, byteCount: Int = xenPageSize, headerSize: Int = displayHeaderSize) throws(XenGntError)
+    {
         try RingGeometry.requirePlainData(Event.self)
         self.headerSize = headerSize
         eventSize = max(MemoryLayout<Event>.stride, 1)
         capacity = byteCount > headerSize ? (byteCount - headerSize) / eventSize : 0
         guard capacity >= 1, headerSize >= 8 else {
-            throw XenGntError(.ringTooSmall, .attachRing, length: byteCount,
-                              detail: "a \(headerSize)-byte header and \(eventSize)-byte events")
+            throw XenGntError(
+                .ringTooSmall,
+                .attachRing,
+                length: byteCount,
+                detail: "a \(headerSize)-byte header and \(eventSize)-byte events"
+            )
         }
     }
 
@@ -58,8 +63,11 @@ public struct EventPageWriter<Event>: ~Copyable {
     }
 
     /// Attaches to an event page at `address` that the caller keeps mapped.
-    public init(unsafeMemory address: UnsafeMutableRawPointer, byteCount: Int = xenPageSize,
-                headerSize: Int = EventPageGeometry.displayHeaderSize) throws(XenGntError) {
+    public init(
+        unsafeMemory address: UnsafeMutableRawPointer,
+        byteCount: Int = xenPageSize,
+        headerSize: Int = EventPageGeometry.displayHeaderSize
+    ) throws(XenGntError) {
         let geometry = try EventPageGeometry(Event.self, byteCount: byteCount, headerSize: headerSize)
         self.init(base: address, geometry: geometry, memory: .borrowed)
     }
@@ -88,17 +96,25 @@ public struct EventPageWriter<Event>: ~Copyable {
         let consumer = Shared.loadAcquire(base, EventPageGeometry.consumerOffset)
         let used = producer &- consumer
         if Int32(bitPattern: used) < 0 {
-            failure = .ring(.ringIndexBackwards, .produceRing, slots: geometry.capacity,
-                            "in_cons \(consumer) is ahead of in_prod \(producer)")
+            failure = .ring(
+                .ringIndexBackwards,
+                .produceRing,
+                slots: geometry.capacity,
+                "in_cons \(consumer) is ahead of in_prod \(producer)"
+            )
         } else if used > UInt32(geometry.capacity) {
-            failure = .ring(.ringOverflow, .produceRing, slots: geometry.capacity,
-                            "in_cons \(consumer) is \(used) events behind in_prod \(producer)")
+            failure = .ring(
+                .ringOverflow,
+                .produceRing,
+                slots: geometry.capacity,
+                "in_cons \(consumer) is \(used) events behind in_prod \(producer)"
+            )
         }
         if let failure { throw failure }
         guard used < UInt32(geometry.capacity) else { return false }
         Shared.store(event, to: base + geometry.slot(producer))
         producer &+= 1
-        Shared.storeRelease(base, EventPageGeometry.producerOffset, producer)   // wmb; in_prod++
+        Shared.storeRelease(base, EventPageGeometry.producerOffset, producer)  // wmb; in_prod++
         return true
     }
 
@@ -130,13 +146,23 @@ public struct EventPageReader<Event>: ~Copyable {
 
     /// Initialises an event page at `address` that the caller keeps mapped, with both indices
     /// at `start` (0 for a new page).
-    public init(unsafeMemory address: UnsafeMutableRawPointer, byteCount: Int = xenPageSize,
-                headerSize: Int = EventPageGeometry.displayHeaderSize, startingAt start: UInt32 = 0) throws(XenGntError) {
+    public init(
+        unsafeMemory address: UnsafeMutableRawPointer,
+        byteCount: Int = xenPageSize,
+        headerSize: Int = EventPageGeometry.displayHeaderSize,
+        startingAt start: UInt32 = 0
+    ) throws(XenGntError) {
         let geometry = try EventPageGeometry(Event.self, byteCount: byteCount, headerSize: headerSize)
         self.init(base: address, geometry: geometry, refs: [], memory: .borrowed, start: start)
     }
 
-    private init(base: UnsafeMutableRawPointer, geometry: EventPageGeometry, refs: [GrantRef], memory: consuming SharedMemory, start: UInt32 = 0) {
+    private init(
+        base: UnsafeMutableRawPointer,
+        geometry: EventPageGeometry,
+        refs: [GrantRef],
+        memory: consuming SharedMemory,
+        start: UInt32 = 0
+    ) {
         self.base = base
         self.geometry = geometry
         self.refs = refs
@@ -157,11 +183,19 @@ public struct EventPageReader<Event>: ~Copyable {
         let producer = Shared.loadAcquire(base, EventPageGeometry.producerOffset)
         let waiting = producer &- consumer
         if Int32(bitPattern: waiting) < 0 {
-            failure = .ring(.ringIndexBackwards, .consumeRing, slots: geometry.capacity,
-                            "in_prod \(producer) is behind in_cons \(consumer)")
+            failure = .ring(
+                .ringIndexBackwards,
+                .consumeRing,
+                slots: geometry.capacity,
+                "in_prod \(producer) is behind in_cons \(consumer)"
+            )
         } else if waiting > UInt32(geometry.capacity) {
-            failure = .ring(.ringOverflow, .consumeRing, slots: geometry.capacity,
-                            "in_prod \(producer) is \(waiting) events ahead of in_cons \(consumer)")
+            failure = .ring(
+                .ringOverflow,
+                .consumeRing,
+                slots: geometry.capacity,
+                "in_prod \(producer) is \(waiting) events ahead of in_cons \(consumer)"
+            )
         }
         if let failure { throw failure }
         guard waiting > 0 else { return nil }

@@ -87,9 +87,9 @@ public struct FrontRing<Request, Response>: ~Copyable {
         let old = publishedRequests
         let new = requestProducer
         guard new != old else { return false }
-        Shared.storeRelease(base, RingGeometry.requestProducer, new)    // xen_wmb(); req_prod = new
+        Shared.storeRelease(base, RingGeometry.requestProducer, new)  // xen_wmb(); req_prod = new
         publishedRequests = new
-        Shared.fullBarrier()                                              // xen_mb()
+        Shared.fullBarrier()  // xen_mb()
         let event = Shared.loadRelaxed(base, RingGeometry.requestEvent)
         return new &- event < new &- old
     }
@@ -103,14 +103,26 @@ public struct FrontRing<Request, Response>: ~Copyable {
         let producer = Shared.loadAcquire(base, RingGeometry.responseProducer)
         var problem: XenGntError?
         if Int32(bitPattern: producer &- lastResponseProducer) < 0 || Int32(bitPattern: producer &- responseConsumer) < 0 {
-            problem = .ring(.ringIndexBackwards, .consumeRing, slots: geometry.slotCount,
-                            "rsp_prod went from \(lastResponseProducer) to \(producer), responses consumed up to \(responseConsumer)")
+            problem = .ring(
+                .ringIndexBackwards,
+                .consumeRing,
+                slots: geometry.slotCount,
+                "rsp_prod went from \(lastResponseProducer) to \(producer), responses consumed up to \(responseConsumer)"
+            )
         } else if producer &- responseConsumer > UInt32(geometry.slotCount) {
-            problem = .ring(.ringOverflow, .consumeRing, slots: geometry.slotCount,
-                            "rsp_prod \(producer), responses consumed \(responseConsumer)")
+            problem = .ring(
+                .ringOverflow,
+                .consumeRing,
+                slots: geometry.slotCount,
+                "rsp_prod \(producer), responses consumed \(responseConsumer)"
+            )
         } else if producer &- responseConsumer > publishedRequests &- responseConsumer {
-            problem = .ring(.ringProtocolViolation, .consumeRing, slots: geometry.slotCount,
-                            "rsp_prod \(producer) is ahead of the \(publishedRequests) requests published")
+            problem = .ring(
+                .ringProtocolViolation,
+                .consumeRing,
+                slots: geometry.slotCount,
+                "rsp_prod \(producer) is ahead of the \(publishedRequests) requests published"
+            )
         }
         if let problem {
             failure = problem
@@ -138,7 +150,7 @@ public struct FrontRing<Request, Response>: ~Copyable {
     public mutating func finalCheckForResponses() throws(XenGntError) -> Bool {
         if try unconsumedResponses() > 0 { return true }
         Shared.storeRelaxed(base, RingGeometry.responseEvent, responseConsumer &+ 1)
-        Shared.fullBarrier()                                              // xen_mb()
+        Shared.fullBarrier()  // xen_mb()
         return try unconsumedResponses() > 0
     }
 

@@ -87,7 +87,9 @@ public struct RingGeometry: Sendable, Hashable {
     ///
     /// - Throws: `XenGntError/Code/ringTooSmall` when not one slot fits.
     public init<Request, Response>(
-        _ request: Request.Type, _ response: Response.Type, byteCount: Int
+        _ request: Request.Type,
+        _ response: Response.Type,
+        byteCount: Int
     ) throws(XenGntError) {
         try Self.requirePlainData(Request.self)
         try Self.requirePlainData(Response.self)
@@ -96,8 +98,12 @@ public struct RingGeometry: Sendable, Hashable {
         slotSize = (size + alignment - 1) / alignment * alignment
         let fit = byteCount >= Self.headerSize ? (byteCount - Self.headerSize) / slotSize : 0
         guard fit >= 1 else {
-            throw XenGntError(.ringTooSmall, .attachRing, length: byteCount,
-                              detail: "a \(Self.headerSize)-byte header and \(slotSize)-byte slots")
+            throw XenGntError(
+                .ringTooSmall,
+                .attachRing,
+                length: byteCount,
+                detail: "a \(Self.headerSize)-byte header and \(slotSize)-byte slots"
+            )
         }
         var count = 1
         while count * 2 <= fit { count *= 2 }
@@ -111,8 +117,12 @@ extension RingGeometry {
     /// displif's have anonymous unions), never a type with references.
     static func requirePlainData<Entry>(_ type: Entry.Type) throws(XenGntError) {
         guard _isPOD(type) else {
-            throw XenGntError(.invalidArgument, .attachRing,
-                              detail: "\(type) is not plain data; a ring holds a protocol's C structs (no references, no Swift strings or arrays)")
+            throw XenGntError(
+                .invalidArgument,
+                .attachRing,
+                detail:
+                    "\(type) is not plain data; a ring holds a protocol's C structs (no references, no Swift strings or arrays)"
+            )
         }
     }
 }

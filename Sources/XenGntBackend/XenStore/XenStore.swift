@@ -169,11 +169,16 @@ public final class XenStore: XenStoreOperations, Sendable {
             if attempt > 0 { try await Self.backOff(after: attempt) }
             if Task.isCancelled { throw XenGntError(.cancelled, .xenstoreTransaction) }
             let started = try await connection.exchange(
-                XenStoreMessage(type: XenStoreMessageType.transactionStart, payload: [0]), .xenstoreTransaction, path: nil)
+                XenStoreMessage(type: XenStoreMessageType.transactionStart, payload: [0]),
+                .xenstoreTransaction,
+                path: nil
+            )
             guard let id = UInt32(started.text), id != 0 else {
                 throw XenGntError(.malformedValue, .xenstoreTransaction, call: "XS_TRANSACTION_START", detail: started.text)
             }
-            let transaction = XenStoreTransaction(route: XenStoreRoute(connection: connection, transactionID: id, transport: transport))
+            let transaction = XenStoreTransaction(
+                route: XenStoreRoute(connection: connection, transactionID: id, transport: transport)
+            )
             let result: Result
             do {
                 result = try await body(transaction)
@@ -185,12 +190,18 @@ public final class XenStore: XenStoreOperations, Sendable {
             do {
                 try await end(id, commit: true)
                 return result
-            } catch where error.code == .transactionConflict {
+            } catch  where error.code == .transactionConflict {
                 continue
             }
         }
-        throw XenGntError(.transactionConflict, .xenstoreTransaction, call: "XS_TRANSACTION_END",
-                          errno: .resourceTemporarilyUnavailable, count: max(attempts, 1), detail: "EAGAIN")
+        throw XenGntError(
+            .transactionConflict,
+            .xenstoreTransaction,
+            call: "XS_TRANSACTION_END",
+            errno: .resourceTemporarilyUnavailable,
+            count: max(attempts, 1),
+            detail: "EAGAIN"
+        )
     }
 
     /// Waits a random time below 2^attempt ms (at most 64 ms) before another attempt: writers
@@ -206,8 +217,11 @@ public final class XenStore: XenStoreOperations, Sendable {
     }
 
     private func end(_ id: UInt32, commit: Bool) async throws(XenGntError) {
-        let message = XenStoreMessage(type: XenStoreMessageType.transactionEnd, transactionID: id,
-                                      payload: XenStoreMessage.payload([commit ? "T" : "F"]))
+        let message = XenStoreMessage(
+            type: XenStoreMessageType.transactionEnd,
+            transactionID: id,
+            payload: XenStoreMessage.payload([commit ? "T" : "F"])
+        )
         _ = try await connection.exchange(message, .xenstoreTransaction, path: nil)
     }
 
@@ -236,7 +250,8 @@ public final class XenStore: XenStoreOperations, Sendable {
                 try calls.open(path, flags: O_RDWR | O_CLOEXEC | O_NONBLOCK, mode: 0)
             }
         } catch {
-            let code: XenGntError.Code = error == .permissionDenied || error == .notPermitted ? .permissionDenied : .xenstoreUnavailable
+            let code: XenGntError.Code =
+                error == .permissionDenied || error == .notPermitted ? .permissionDenied : .xenstoreUnavailable
             throw XenGntError(code, .xenstoreConnect, call: "open", errno: error, path: path)
         }
     }

@@ -44,7 +44,11 @@ package final class XenStoreConnection: Sendable {
     /// at once (xenstored's quota for unprivileged domains); further callers wait their turn.
     /// A cancelled caller stops waiting at once; its reply is dropped when it comes (a
     /// transaction it started is ended, a watch it registered is removed).
-    func exchange(_ message: XenStoreMessage, _ operation: XenGntError.Operation, path: String?) async throws(XenGntError) -> XenStoreMessage {
+    func exchange(
+        _ message: XenStoreMessage,
+        _ operation: XenGntError.Operation,
+        path: String?
+    ) async throws(XenGntError) -> XenStoreMessage {
         try await mailbox.acquireSlot()
         defer { mailbox.releaseSlot() }
         let ticket = Ticket()
@@ -75,16 +79,34 @@ package final class XenStoreConnection: Sendable {
     /// A write the device refused. `/dev/xen/xenbus` answers a watch it could not register by
     /// failing the write with xenstored's errno (no reply follows), and a message too large for
     /// its 4096-byte buffer with `E2BIG`/`EINVAL`.
-    static func sendFailure(_ errno: Errno, _ request: XenStoreMessage, _ operation: XenGntError.Operation, path: String?) -> XenGntError {
+    static func sendFailure(
+        _ errno: Errno,
+        _ request: XenStoreMessage,
+        _ operation: XenGntError.Operation,
+        path: String?
+    ) -> XenGntError {
         let call = XenStoreMessageType.name(request.type)
         let isWatch = request.type == XenStoreMessageType.watch || request.type == XenStoreMessageType.unwatch
         switch errno {
         case .argListTooLong where !isWatch, .invalidArgument where request.bytes.count > XenStoreMessage.payloadLimit:
-            return XenGntError(.requestTooLarge, operation, call: call, errno: errno, path: path,
-                               limit: XenStoreMessage.payloadLimit - XenStoreMessage.headerSize, length: request.payload.count)
+            return XenGntError(
+                .requestTooLarge,
+                operation,
+                call: call,
+                errno: errno,
+                path: path,
+                limit: XenStoreMessage.payloadLimit - XenStoreMessage.headerSize,
+                length: request.payload.count
+            )
         case .brokenPipe, .connectionReset, .badFileDescriptor:
-            return XenGntError(.connectionLost, operation, call: call, errno: errno, path: path,
-                               detail: "writing to XenStore failed with \(errno.symbolicName)")
+            return XenGntError(
+                .connectionLost,
+                operation,
+                call: call,
+                errno: errno,
+                path: path,
+                detail: "writing to XenStore failed with \(errno.symbolicName)"
+            )
         default:
             return XenStoreErrors.error(name: errno.symbolicName, type: request.type, operation: operation, path: path)
         }
@@ -107,8 +129,13 @@ package final class XenStoreConnection: Sendable {
                 } catch .resourceTemporarilyUnavailable {
                     return .more
                 } catch {
-                    throw XenGntError(.connectionLost, .xenstoreRequest, call: "read", errno: error,
-                                      detail: "reading from XenStore failed with \(error.symbolicName)")
+                    throw XenGntError(
+                        .connectionLost,
+                        .xenstoreRequest,
+                        call: "read",
+                        errno: error,
+                        detail: "reading from XenStore failed with \(error.symbolicName)"
+                    )
                 }
                 if count == 0 { return .end }
                 do throws(XenStoreMessageParser.ParseError) {
@@ -117,8 +144,11 @@ package final class XenStoreConnection: Sendable {
                     }
                     messages.append(contentsOf: decoded)
                 } catch {
-                    throw XenGntError(.connectionLost, .xenstoreRequest,
-                                      detail: "XenStore sent a message of \(error.length) bytes, over the protocol's 4096")
+                    throw XenGntError(
+                        .connectionLost,
+                        .xenstoreRequest,
+                        detail: "XenStore sent a message of \(error.length) bytes, over the protocol's 4096"
+                    )
                 }
                 if !messages.isEmpty { return .more }
             }
@@ -130,7 +160,7 @@ package final class XenStoreConnection: Sendable {
                     try? wire.send(followUp.bytes)
                 }
             }
-        } catch where error.code == .cancelled {
+        } catch  where error.code == .cancelled {
             ending = XenGntError(.connectionLost, .xenstoreRequest, detail: "the XenStore was closed")
         } catch {
             ending = error

@@ -156,8 +156,15 @@ final class XenStoreMailbox: Sendable {
         }
         guard let orphan, message.type != XenStoreMessageType.error else { return [] }
         if orphan.type == XenStoreMessageType.transactionStart, let id = UInt32(message.text) {
-            return [unanswered(XenStoreMessage(type: XenStoreMessageType.transactionEnd, transactionID: id,
-                                               payload: XenStoreMessage.payload(["F"])))]
+            return [
+                unanswered(
+                    XenStoreMessage(
+                        type: XenStoreMessageType.transactionEnd,
+                        transactionID: id,
+                        payload: XenStoreMessage.payload(["F"])
+                    )
+                )
+            ]
         }
         if orphan.type == XenStoreMessageType.watch {
             return [unanswered(XenStoreMessage(type: XenStoreMessageType.unwatch, payload: orphan.payload))]

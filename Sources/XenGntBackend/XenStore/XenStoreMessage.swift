@@ -89,11 +89,13 @@ package enum XenStoreMessageType {
 
     /// `XS_READ`, for error messages and the failing call of an error.
     package static func name(_ type: UInt32) -> String {
-        let names = ["XS_CONTROL", "XS_DIRECTORY", "XS_READ", "XS_GET_PERMS", "XS_WATCH", "XS_UNWATCH",
-                     "XS_TRANSACTION_START", "XS_TRANSACTION_END", "XS_INTRODUCE", "XS_RELEASE",
-                     "XS_GET_DOMAIN_PATH", "XS_WRITE", "XS_MKDIR", "XS_RM", "XS_SET_PERMS", "XS_WATCH_EVENT",
-                     "XS_ERROR", "XS_IS_DOMAIN_INTRODUCED", "XS_RESUME", "XS_SET_TARGET", "XS_RESTRICT",
-                     "XS_RESET_WATCHES", "XS_DIRECTORY_PART"]
+        let names = [
+            "XS_CONTROL", "XS_DIRECTORY", "XS_READ", "XS_GET_PERMS", "XS_WATCH", "XS_UNWATCH",
+            "XS_TRANSACTION_START", "XS_TRANSACTION_END", "XS_INTRODUCE", "XS_RELEASE",
+            "XS_GET_DOMAIN_PATH", "XS_WRITE", "XS_MKDIR", "XS_RM", "XS_SET_PERMS", "XS_WATCH_EVENT",
+            "XS_ERROR", "XS_IS_DOMAIN_INTRODUCED", "XS_RESUME", "XS_SET_TARGET", "XS_RESTRICT",
+            "XS_RESET_WATCHES", "XS_DIRECTORY_PART",
+        ]
         return Int(type) < names.count ? names[Int(type)] : "XS_\(type)"
     }
 }

@@ -15,16 +15,24 @@ public struct XenStoreRoute: Sendable {
             throw XenGntError(.invalidRequest, operation, path: path, detail: "an empty path or one with a NUL byte")
         }
         if length > XenStoreMessage.absolutePathLimit {
-            throw XenGntError(.requestTooLarge, operation, path: String(path.prefix(64)) + "...",
-                              limit: XenStoreMessage.absolutePathLimit, length: length)
+            throw XenGntError(
+                .requestTooLarge,
+                operation,
+                path: String(path.prefix(64)) + "...",
+                limit: XenStoreMessage.absolutePathLimit,
+                length: length
+            )
         }
     }
 
     /// Sends a request of `type` whose payload is `strings` (NUL-terminated) plus `trailing`
     /// raw bytes, and returns the reply.
     func send(
-        _ type: UInt32, _ strings: [String], trailing: [UInt8] = [],
-        _ operation: XenGntError.Operation, path: String?
+        _ type: UInt32,
+        _ strings: [String],
+        trailing: [UInt8] = [],
+        _ operation: XenGntError.Operation,
+        path: String?
     ) async throws(XenGntError) -> XenStoreMessage {
         if let path { try validate(path: path, operation: operation) }
         var payload = XenStoreMessage.payload(strings)
@@ -35,7 +43,10 @@ public struct XenStoreRoute: Sendable {
             throw XenGntError(.requestTooLarge, operation, path: path, limit: transport.payloadLimit, length: payload.count)
         }
         return try await connection.exchange(
-            XenStoreMessage(type: type, transactionID: transactionID, payload: payload), operation, path: path)
+            XenStoreMessage(type: type, transactionID: transactionID, payload: payload),
+            operation,
+            path: path
+        )
     }
 }
 
@@ -71,7 +82,7 @@ extension XenStoreOperations {
     public func readIfPresent(_ path: String) async throws(XenGntError) -> String? {
         do {
             return try await read(path)
-        } catch where error.code == .noSuchNode {
+        } catch  where error.code == .noSuchNode {
             return nil
         }
     }
@@ -136,7 +147,7 @@ extension XenStoreOperations {
         do {
             _ = try await readBytes(path)
             return true
-        } catch where error.code == .noSuchNode || error.code == .accessDenied {
+        } catch  where error.code == .noSuchNode || error.code == .accessDenied {
             return false
         }
     }
@@ -164,10 +175,19 @@ extension XenStoreOperations {
     /// The corresponding message is `XS_SET_PERMS`.
     public func setPermissions(_ permissions: [XenStorePermission], of path: String) async throws(XenGntError) {
         guard !permissions.isEmpty else {
-            throw XenGntError(.invalidRequest, .xenstoreSetPermissions, path: path, detail: "no permissions (the first names the owner)")
+            throw XenGntError(
+                .invalidRequest,
+                .xenstoreSetPermissions,
+                path: path,
+                detail: "no permissions (the first names the owner)"
+            )
         }
-        _ = try await route.send(XenStoreMessageType.setPermissions, [path] + permissions.map(\.description),
-                                 .xenstoreSetPermissions, path: path)
+        _ = try await route.send(
+            XenStoreMessageType.setPermissions,
+            [path] + permissions.map(\.description),
+            .xenstoreSetPermissions,
+            path: path
+        )
     }
 
     /// The home path of `domain` (`/local/domain/<id>`).
@@ -190,8 +210,12 @@ extension XenStoreOperations {
     ///
     /// The corresponding message is `XS_IS_DOMAIN_INTRODUCED`.
     public func isDomainIntroduced(_ domain: DomainID) async throws(XenGntError) -> Bool {
-        let reply = try await route.send(XenStoreMessageType.isDomainIntroduced, ["\(domain.rawValue)"],
-                                         .xenstoreIsDomainIntroduced, path: nil)
+        let reply = try await route.send(
+            XenStoreMessageType.isDomainIntroduced,
+            ["\(domain.rawValue)"],
+            .xenstoreIsDomainIntroduced,
+            path: nil
+        )
         return reply.text == "T"
     }
 
@@ -199,7 +223,10 @@ extension XenStoreOperations {
     /// `XS_ERROR` reply is thrown). For tests and messages this API does not cover.
     package func send(_ type: UInt32, payload: [UInt8], transaction: UInt32? = nil) async throws(XenGntError) -> XenStoreMessage {
         try await route.connection.exchange(
-            XenStoreMessage(type: type, transactionID: transaction ?? route.transactionID, payload: payload), .xenstoreRequest, path: nil)
+            XenStoreMessage(type: type, transactionID: transaction ?? route.transactionID, payload: payload),
+            .xenstoreRequest,
+            path: nil
+        )
     }
 }
 
@@ -226,7 +253,7 @@ public struct XenStorePermission: Sendable, Hashable, CustomStringConvertible {
     /// Parses `n0`, `r5`, `b3`, `w12`.
     public init?(_ text: String) {
         guard let first = text.first, let access = Access(rawValue: first),
-              let id = UInt16(text.dropFirst(), radix: 10)
+            let id = UInt16(text.dropFirst(), radix: 10)
         else { return nil }
         self.init(DomainID(id), access)
     }

@@ -60,12 +60,23 @@ public struct DumbBuffer: ~Copyable, Sendable {
         try file.ioctl(DRMRequest.mapDumb, &argument, .mapDumbBuffer)
         do throws(Errno) {
             let address = try retryingOnInterrupt { () throws(Errno) in
-                try file.calls.mmap(length: byteCount, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED,
-                                    fd: file.fd, offset: Int64(bitPattern: argument.offset))
+                try file.calls.mmap(
+                    length: byteCount,
+                    protection: PROT_READ | PROT_WRITE,
+                    flags: MAP_SHARED,
+                    fd: file.fd,
+                    offset: Int64(bitPattern: argument.offset)
+                )
             }
             return DumbBufferMapping(file: file, address: address, byteCount: byteCount, pitch: pitch)
         } catch {
-            throw XenGntError(error == .noMemory ? .outOfMemory : .kernel, .mapDumbBuffer, call: "mmap", errno: error, path: file.path)
+            throw XenGntError(
+                error == .noMemory ? .outOfMemory : .kernel,
+                .mapDumbBuffer,
+                call: "mmap",
+                errno: error,
+                path: file.path
+            )
         }
     }
 
@@ -137,17 +148,36 @@ extension DRMDevice {
     /// The corresponding ioctl is `DRM_IOCTL_MODE_CREATE_DUMB`.
     public func createDumbBuffer(width: Int, height: Int, bitsPerPixel: Int = 32) throws(XenGntError) -> DumbBuffer {
         guard width > 0, height > 0, bitsPerPixel > 0, width <= 16384, height <= 16384, bitsPerPixel <= 128 else {
-            throw XenGntError(.invalidArgument, .createDumbBuffer, path: path,
-                              detail: "a dumb buffer needs a width and height from 1 to 16384 and 1 to 128 bits per pixel; asked for \(width)×\(height) at \(bitsPerPixel) bpp.")
+            throw XenGntError(
+                .invalidArgument,
+                .createDumbBuffer,
+                path: path,
+                detail:
+                    "a dumb buffer needs a width and height from 1 to 16384 and 1 to 128 bits per pixel; asked for \(width)×\(height) at \(bitsPerPixel) bpp."
+            )
         }
-        var argument = drm_mode_create_dumb(height: UInt32(height), width: UInt32(width), bpp: UInt32(bitsPerPixel),
-                                            flags: 0, handle: 0, pitch: 0, size: 0)
+        var argument = drm_mode_create_dumb(
+            height: UInt32(height),
+            width: UInt32(width),
+            bpp: UInt32(bitsPerPixel),
+            flags: 0,
+            handle: 0,
+            pitch: 0,
+            size: 0
+        )
         try file.ioctl(DRMRequest.createDumb, &argument, .createDumbBuffer) { errno in
             errno == .noFunction ? .noModesetting : nil
         }
         file.retain(argument.handle, dumb: true)
-        return DumbBuffer(device: self, handle: argument.handle, width: width, height: height, bitsPerPixel: bitsPerPixel,
-                          pitch: Int(argument.pitch), byteCount: Int(argument.size))
+        return DumbBuffer(
+            device: self,
+            handle: argument.handle,
+            width: width,
+            height: height,
+            bitsPerPixel: bitsPerPixel,
+            pitch: Int(argument.pitch),
+            byteCount: Int(argument.size)
+        )
     }
 
     /// Exports a dumb buffer as a dma-buf, for `GrantDevice.importDmaBuf(_:to:pageCount:)`

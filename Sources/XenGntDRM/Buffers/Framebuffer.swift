@@ -20,8 +20,14 @@ public struct FramebufferLayout: Sendable, Hashable {
 
     /// A layout of `width × height` pixels of `format`, rows `pitch` bytes apart (default:
     /// packed, `width × bytes per pixel`).
-    public init(width: Int, height: Int, format: PixelFormat = .xrgb8888, pitch: Int? = nil, offset: Int = 0,
-                modifier: FormatModifier? = nil) {
+    public init(
+        width: Int,
+        height: Int,
+        format: PixelFormat = .xrgb8888,
+        pitch: Int? = nil,
+        offset: Int = 0,
+        modifier: FormatModifier? = nil
+    ) {
         self.width = width
         self.height = height
         self.format = format
@@ -129,7 +135,8 @@ extension DRMDevice {
     /// Makes a framebuffer of a dumb buffer: its size and pitch, in `format` (XR24 by default).
     ///
     /// The corresponding ioctl is `DRM_IOCTL_MODE_ADDFB2`.
-    public func addFramebuffer(_ buffer: borrowing DumbBuffer, format: PixelFormat = .xrgb8888) throws(XenGntError) -> Framebuffer {
+    public func addFramebuffer(_ buffer: borrowing DumbBuffer, format: PixelFormat = .xrgb8888) throws(XenGntError) -> Framebuffer
+    {
         try checkSameDevice(buffer.file, .addFramebuffer)
         let layout = FramebufferLayout(width: buffer.width, height: buffer.height, format: format, pitch: buffer.pitch)
         return try addFramebuffer(layout: layout, handle: buffer.handle, byteCount: buffer.byteCount)
@@ -142,45 +149,77 @@ extension DRMDevice {
         if let needed = layout.requiredByteCount, let byteCount, needed > byteCount {
             throw XenGntError(.bufferTooSmall, .addFramebuffer, path: path, limit: needed, length: byteCount)
         }
-        return try addFramebuffer(width: layout.width, height: layout.height, format: layout.format,
-                                  planes: [FramebufferPlane(handle: handle, pitch: layout.pitch, offset: layout.offset)],
-                                  modifier: layout.modifier, byteCount: byteCount)
+        return try addFramebuffer(
+            width: layout.width,
+            height: layout.height,
+            format: layout.format,
+            planes: [FramebufferPlane(handle: handle, pitch: layout.pitch, offset: layout.offset)],
+            modifier: layout.modifier,
+            byteCount: byteCount
+        )
     }
 
     /// Makes a framebuffer of up to four planes (multi-planar formats), each in a handle this
     /// device owns. The framebuffer keeps each handle open until it is removed.
     ///
     /// The corresponding ioctl is `DRM_IOCTL_MODE_ADDFB2`.
-    public func addFramebuffer(width: Int, height: Int, format: PixelFormat, planes: [FramebufferPlane],
-                               modifier: FormatModifier? = nil) throws(XenGntError) -> Framebuffer {
+    public func addFramebuffer(
+        width: Int,
+        height: Int,
+        format: PixelFormat,
+        planes: [FramebufferPlane],
+        modifier: FormatModifier? = nil
+    ) throws(XenGntError) -> Framebuffer {
         try addFramebuffer(width: width, height: height, format: format, planes: planes, modifier: modifier, byteCount: nil)
     }
 
-    private func addFramebuffer(width: Int, height: Int, format: PixelFormat, planes: [FramebufferPlane],
-                                modifier: FormatModifier?, byteCount: Int?) throws(XenGntError) -> Framebuffer {
+    private func addFramebuffer(
+        width: Int,
+        height: Int,
+        format: PixelFormat,
+        planes: [FramebufferPlane],
+        modifier: FormatModifier?,
+        byteCount: Int?
+    ) throws(XenGntError) -> Framebuffer {
         guard (1...4).contains(planes.count), width > 0, height > 0, width <= Int(UInt32.max), height <= Int(UInt32.max),
-              planes.allSatisfy({ $0.pitch >= 0 && $0.pitch <= Int(UInt32.max) && $0.offset >= 0 && $0.offset <= Int(UInt32.max) })
+            planes.allSatisfy({ $0.pitch >= 0 && $0.pitch <= Int(UInt32.max) && $0.offset >= 0 && $0.offset <= Int(UInt32.max) })
         else {
-            throw XenGntError(.invalidArgument, .addFramebuffer, path: path,
-                              detail: "a framebuffer has 1 to 4 planes, a non-zero size and 32-bit pitches and offsets; asked for \(width)×\(height) with \(planes.count) planes.")
+            throw XenGntError(
+                .invalidArgument,
+                .addFramebuffer,
+                path: path,
+                detail:
+                    "a framebuffer has 1 to 4 planes, a non-zero size and 32-bit pitches and offsets; asked for \(width)×\(height) with \(planes.count) planes."
+            )
         }
         for plane in planes where file.owners(of: plane.handle) == 0 {
-            throw XenGntError(.notFound, .addFramebuffer, path: path,
-                              detail: "handle \(plane.handle) has no owner on this device")
+            throw XenGntError(
+                .notFound,
+                .addFramebuffer,
+                path: path,
+                detail: "handle \(plane.handle) has no owner on this device"
+            )
         }
         var argument = drm_mode_fb_cmd2()
         argument.width = UInt32(width)
         argument.height = UInt32(height)
         argument.pixel_format = format.rawValue
-        if let modifier { argument.flags = UInt32(CDRM_MODE_FB_MODIFIERS); _ = modifier }
+        if let modifier {
+            argument.flags = UInt32(CDRM_MODE_FB_MODIFIERS)
+            _ = modifier
+        }
         withUnsafeMutableBytes(of: &argument.handles) { raw in
             for (i, plane) in planes.enumerated() { raw.storeBytes(of: plane.handle, toByteOffset: i * 4, as: UInt32.self) }
         }
         withUnsafeMutableBytes(of: &argument.pitches) { raw in
-            for (i, plane) in planes.enumerated() { raw.storeBytes(of: UInt32(plane.pitch), toByteOffset: i * 4, as: UInt32.self) }
+            for (i, plane) in planes.enumerated() {
+                raw.storeBytes(of: UInt32(plane.pitch), toByteOffset: i * 4, as: UInt32.self)
+            }
         }
         withUnsafeMutableBytes(of: &argument.offsets) { raw in
-            for (i, plane) in planes.enumerated() { raw.storeBytes(of: UInt32(plane.offset), toByteOffset: i * 4, as: UInt32.self) }
+            for (i, plane) in planes.enumerated() {
+                raw.storeBytes(of: UInt32(plane.offset), toByteOffset: i * 4, as: UInt32.self)
+            }
         }
         if let modifier {
             withUnsafeMutableBytes(of: &argument.modifier) { raw in
@@ -189,20 +228,38 @@ extension DRMDevice {
         }
         do throws(XenGntError) {
             try file.ioctl(DRMRequest.addFramebuffer2, &argument, .addFramebuffer)
-        } catch where error.errno == .invalidArgument {
-            throw XenGntError(.invalidArgument, .addFramebuffer, call: error.call, errno: error.errno, path: path,
-                              detail: "the kernel rejected the \(width)×\(height) \(format) framebuffer: a format it does not know, a pitch, offset or size that does not fit the buffer\(byteCount.map { " (\($0) bytes)" } ?? ""), a modifier the driver does not take, or a size outside the driver's limits.")
+        } catch  where error.errno == .invalidArgument {
+            throw XenGntError(
+                .invalidArgument,
+                .addFramebuffer,
+                call: error.call,
+                errno: error.errno,
+                path: path,
+                detail:
+                    "the kernel rejected the \(width)×\(height) \(format) framebuffer: a format it does not know, a pitch, offset or size that does not fit the buffer\(byteCount.map { " (\($0) bytes)" } ?? ""), a modifier the driver does not take, or a size outside the driver's limits."
+            )
         }
         for plane in planes { file.retain(plane.handle) }
-        let info = FramebufferInfo(id: argument.fb_id, width: width, height: height, format: format, device: ObjectIdentifier(file))
+        let info = FramebufferInfo(
+            id: argument.fb_id,
+            width: width,
+            height: height,
+            format: format,
+            device: ObjectIdentifier(file)
+        )
         return Framebuffer(file: file, info: info, handles: planes.map(\.handle))
     }
 
     /// Refuses an owner made on another device (handles are numbered per device file).
     func checkSameDevice(_ other: DRMFile, _ operation: XenGntError.Operation) throws(XenGntError) {
         guard other === file else {
-            throw XenGntError(.invalidArgument, operation, path: path,
-                              detail: "the buffer belongs to \(other.path) opened separately; GEM handles are numbered per device file, so import its dma-buf into this device first.")
+            throw XenGntError(
+                .invalidArgument,
+                operation,
+                path: path,
+                detail:
+                    "the buffer belongs to \(other.path) opened separately; GEM handles are numbered per device file, so import its dma-buf into this device first."
+            )
         }
     }
 }

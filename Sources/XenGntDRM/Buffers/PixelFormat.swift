@@ -33,8 +33,10 @@ public struct PixelFormat: RawRepresentable, Hashable, Sendable, CustomStringCon
 
     /// The four characters of the code (`XR24`).
     public var fourcc: String {
-        String(decoding: (0..<4).map { UInt8(truncatingIfNeeded: rawValue >> ($0 * 8)) }.map { $0 >= 0x20 && $0 < 0x7F ? $0 : 0x3F },
-               as: UTF8.self)
+        String(
+            decoding: (0..<4).map { UInt8(truncatingIfNeeded: rawValue >> ($0 * 8)) }.map { $0 >= 0x20 && $0 < 0x7F ? $0 : 0x3F },
+            as: UTF8.self
+        )
     }
 
     /// libdrm's name for the format (`XR24`, `AR24`; `drmGetFormatName`), or the raw code.
@@ -48,7 +50,8 @@ public struct PixelFormat: RawRepresentable, Hashable, Sendable, CustomStringCon
     public var bytesPerPixel: Int? {
         switch self {
         case .xrgb8888, .argb8888, .xbgr8888, PixelFormat(rawValue: UInt32(CDRM_FORMAT_ABGR8888)),
-             PixelFormat(rawValue: UInt32(CDRM_FORMAT_RGBX8888)), PixelFormat(rawValue: UInt32(CDRM_FORMAT_BGRX8888)): 4
+            PixelFormat(rawValue: UInt32(CDRM_FORMAT_RGBX8888)), PixelFormat(rawValue: UInt32(CDRM_FORMAT_BGRX8888)):
+            4
         case .xrgb16161616, .argb16161616: 8
         case .rgb565, PixelFormat(rawValue: UInt32(CDRM_FORMAT_BGR565)): 2
         case PixelFormat(rawValue: UInt32(CDRM_FORMAT_RGB888)), PixelFormat(rawValue: UInt32(CDRM_FORMAT_BGR888)): 3

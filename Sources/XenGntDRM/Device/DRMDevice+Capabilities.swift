@@ -44,14 +44,19 @@ extension DRMDevice {
         var dumb = false
         do throws(XenGntError) {
             dumb = try capability(UInt64(DRM_CAP_DUMB_BUFFER)) != 0
-        } catch where error.errno == .notSupported {
+        } catch  where error.errno == .notSupported {
             modesetting = false
         }
         let modifiers = modesetting ? try capability(UInt64(DRM_CAP_ADDFB2_MODIFIERS)) != 0 : false
         let atomic = node == .primary && modesetting && (try? enableAtomic()) != nil
         return DRMCapabilities(
-            primeImport: prime & UInt64(CDRM_PRIME_CAP_IMPORT) != 0, primeExport: prime & UInt64(CDRM_PRIME_CAP_EXPORT) != 0,
-            modesetting: modesetting, dumbBuffers: dumb, framebufferModifiers: modifiers, atomic: atomic)
+            primeImport: prime & UInt64(CDRM_PRIME_CAP_IMPORT) != 0,
+            primeExport: prime & UInt64(CDRM_PRIME_CAP_EXPORT) != 0,
+            modesetting: modesetting,
+            dumbBuffers: dumb,
+            framebufferModifiers: modifiers,
+            atomic: atomic
+        )
     }
 
     /// Sets a client capability (`DRM_CLIENT_CAP_*`) of this descriptor.
@@ -77,9 +82,15 @@ extension DRMDevice {
         if isAtomic { return }
         do throws(XenGntError) {
             try setClientCapability(UInt64(DRM_CLIENT_CAP_ATOMIC), to: 1)
-        } catch where error.errno == .notSupported && driverHasModesetting {
-            throw XenGntError(.atomicRequired, .setClientCapability, call: error.call, errno: error.errno, path: path,
-                              detail: "atomic mode setting on '\(driver.name)'")
+        } catch  where error.errno == .notSupported && driverHasModesetting {
+            throw XenGntError(
+                .atomicRequired,
+                .setClientCapability,
+                call: error.call,
+                errno: error.errno,
+                path: path,
+                detail: "atomic mode setting on '\(driver.name)'"
+            )
         }
     }
 
@@ -104,7 +115,8 @@ extension DRMDevice {
     var driverHasModesetting: Bool {
         var argument = drm_get_cap(capability: UInt64(DRM_CAP_DUMB_BUFFER), value: 0)
         do throws(Errno) {
-            try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in try file.ioctl(DRMRequest.getCap, raw.baseAddress) }
+            try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in try file.ioctl(DRMRequest.getCap, raw.baseAddress)
+            }
             return true
         } catch {
             return error != .notSupported

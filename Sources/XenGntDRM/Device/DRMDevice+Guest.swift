@@ -8,8 +8,8 @@ extension DRMDevice {
     var isPVDomU: Bool {
         let calls = system.calls
         guard let type = try? calls.readSmallFile("/sys/hypervisor/type"), type.trimmed == "xen",
-              let guest = try? calls.readSmallFile("/sys/hypervisor/guest_type"), guest.trimmed == "PV",
-              let capabilities = try? calls.readSmallFile("/proc/xen/capabilities")
+            let guest = try? calls.readSmallFile("/sys/hypervisor/guest_type"), guest.trimmed == "PV",
+            let capabilities = try? calls.readSmallFile("/proc/xen/capabilities")
         else { return false }
         return !capabilities.contains("control_d")
     }

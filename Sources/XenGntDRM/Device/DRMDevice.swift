@@ -51,12 +51,20 @@ public final class DRMDevice: Sendable {
     /// `xendrm-du`) of the given kind.
     ///
     /// - Throws: ``XenGnt/XenGntError/Code/drmDeviceNotFound`` naming what was found instead.
-    public convenience init(driver name: String, node kind: DRMNodeKind = .primary, on system: XenSystem = .kernel) throws(XenGntError) {
+    public convenience init(
+        driver name: String,
+        node kind: DRMNodeKind = .primary,
+        on system: XenSystem = .kernel
+    ) throws(XenGntError) {
         let nodes = try Self.list(on: system)
         guard let match = nodes.first(where: { $0.driver.name == name && $0.node == kind }) else {
             let found = nodes.isEmpty ? "no DRM nodes" : nodes.map { "\($0.path): \($0.driver.name)" }.joined(separator: ", ")
-            throw XenGntError(.drmDeviceNotFound, .findDRMDevice, path: DRMPaths.directory,
-                              detail: "asked for the \(kind) node of '\(name)'; found \(found)")
+            throw XenGntError(
+                .drmDeviceNotFound,
+                .findDRMDevice,
+                path: DRMPaths.directory,
+                detail: "asked for the \(kind) node of '\(name)'; found \(found)"
+            )
         }
         try self.init(path: match.path, on: system)
     }

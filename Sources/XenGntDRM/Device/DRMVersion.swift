@@ -20,7 +20,8 @@ public struct DRMVersion: Sendable, Hashable, CustomStringConvertible {
         var sizes = drm_version()
         try file.ioctl(DRMRequest.version, &sizes, .drmVersion)
         // Bounded, whatever the driver claims: names and dates are short.
-        let nameLength = min(Int(sizes.name_len), 256), dateLength = min(Int(sizes.date_len), 256)
+        let nameLength = min(Int(sizes.name_len), 256)
+        let dateLength = min(Int(sizes.date_len), 256)
         let descriptionLength = min(Int(sizes.desc_len), 4096)
         var name = [CChar](repeating: 0, count: nameLength + 1)
         var date = [CChar](repeating: 0, count: dateLength + 1)
@@ -40,12 +41,19 @@ public struct DRMVersion: Sendable, Hashable, CustomStringConvertible {
             }
         }
         func string(_ chars: [CChar], _ length: Int) -> String {
-            String(decoding: chars.prefix(min(length, chars.count - 1)).prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            String(
+                decoding: chars.prefix(min(length, chars.count - 1)).prefix { $0 != 0 }.map { UInt8(bitPattern: $0) },
+                as: UTF8.self
+            )
         }
         return DRMVersion(
-            name: string(name, Int(version.name_len)), major: Int(version.version_major), minor: Int(version.version_minor),
-            patchLevel: Int(version.version_patchlevel), date: string(date, Int(version.date_len)),
-            summary: string(text, Int(version.desc_len)))
+            name: string(name, Int(version.name_len)),
+            major: Int(version.version_major),
+            minor: Int(version.version_minor),
+            patchLevel: Int(version.version_patchlevel),
+            date: string(date, Int(version.date_len)),
+            summary: string(text, Int(version.desc_len))
+        )
     }
 }
 

@@ -59,12 +59,22 @@ public struct DRMEvent: Sendable, Hashable {
         switch type {
         case UInt32(DRM_EVENT_VBLANK), UInt32(DRM_EVENT_FLIP_COMPLETE):
             // struct drm_event_vblank: user_data u64, tv_sec u32, tv_usec u32, sequence u32, crtc_id u32.
-            return DRMEvent(kind: type == UInt32(DRM_EVENT_VBLANK) ? .vblank : .flipComplete, userData: u64(0), crtcID: u32(20),
-                            sequence: UInt64(u32(16)), timestamp: .seconds(Int64(u32(8))) + .microseconds(Int64(u32(12))))
+            return DRMEvent(
+                kind: type == UInt32(DRM_EVENT_VBLANK) ? .vblank : .flipComplete,
+                userData: u64(0),
+                crtcID: u32(20),
+                sequence: UInt64(u32(16)),
+                timestamp: .seconds(Int64(u32(8))) + .microseconds(Int64(u32(12)))
+            )
         case UInt32(DRM_EVENT_CRTC_SEQUENCE):
             // struct drm_event_crtc_sequence: user_data u64, time_ns s64, sequence u64.
-            return DRMEvent(kind: .crtcSequence, userData: u64(0), crtcID: 0, sequence: u64(16),
-                            timestamp: .nanoseconds(Int64(bitPattern: u64(8))))
+            return DRMEvent(
+                kind: .crtcSequence,
+                userData: u64(0),
+                crtcID: 0,
+                sequence: u64(16),
+                timestamp: .nanoseconds(Int64(bitPattern: u64(8)))
+            )
         default:
             return DRMEvent(kind: .other(type), userData: body.count >= 8 ? u64(0) : 0, crtcID: 0, sequence: 0, timestamp: .zero)
         }
@@ -103,12 +113,20 @@ extension DRMDevice {
     /// The device's events (page flips completed, vblanks asked for).
     public func events() -> DRMEvents {
         let file = self.file
-        return DRMEvents(stream: EventStream(fd: file.fd, calls: file.calls) { _, into throws(XenGntError) in
-            let waiting = file.mailbox.withLock { mail in defer { mail.removeAll() }; return mail }
-            if !waiting.isEmpty { into.append(contentsOf: waiting); return .more }
-            into.append(contentsOf: try file.readEvents())
-            return .more
-        })
+        return DRMEvents(
+            stream: EventStream(fd: file.fd, calls: file.calls) { _, into throws(XenGntError) in
+                let waiting = file.mailbox.withLock { mail in
+                    defer { mail.removeAll() }
+                    return mail
+                }
+                if !waiting.isEmpty {
+                    into.append(contentsOf: waiting)
+                    return .more
+                }
+                into.append(contentsOf: try file.readEvents())
+                return .more
+            }
+        )
     }
 
     /// Asks for a ``DRMEvent/Kind/vblank`` event at the next vblank of the CRTC at
@@ -133,7 +151,7 @@ extension DRMFile {
         let count: Int
         do throws(Errno) {
             count = try retryingOnInterrupt { () throws(Errno) -> Int in try calls.read(fd, into: storage) }
-        } catch where error == .resourceTemporarilyUnavailable {
+        } catch  where error == .resourceTemporarilyUnavailable {
             return []
         } catch {
             throw XenGntError(.kernel, .readEvents, call: "read", errno: error, path: path)

@@ -8,8 +8,11 @@ import Glibc
 extension DRMFile {
     /// Waits until an event `matches` arrives, in poll through the seam (the package's one
     /// poll reader); events it reads past go to the mailbox for the device's event sequence.
-    func waitForEvent(timeout: Duration?, _ operation: XenGntError.Operation,
-                      matches: (DRMEvent) -> Bool) async throws(XenGntError) {
+    func waitForEvent(
+        timeout: Duration?,
+        _ operation: XenGntError.Operation,
+        matches: (DRMEvent) -> Bool
+    ) async throws(XenGntError) {
         let found = mailbox.withLock { mail -> Bool in
             guard let i = mail.firstIndex(where: matches) else { return false }
             mail.remove(at: i)
@@ -38,8 +41,11 @@ extension DRMFile {
     /// Like ``waitForEvent(timeout:_:matches:)``, but blocking the calling thread in `poll`
     /// through the seam: for a caller that must not return before the event (a synchronous
     /// display sink waiting one frame). Events read past go to the mailbox.
-    func waitForEventBlocking(timeout: Duration, _ operation: XenGntError.Operation,
-                              matches: (DRMEvent) -> Bool) throws(XenGntError) {
+    func waitForEventBlocking(
+        timeout: Duration,
+        _ operation: XenGntError.Operation,
+        matches: (DRMEvent) -> Bool
+    ) throws(XenGntError) {
         let found = mailbox.withLock { mail -> Bool in
             guard let i = mail.firstIndex(where: matches) else { return false }
             mail.remove(at: i)

@@ -68,8 +68,14 @@ public struct FrontendFramebuffer: ~Copyable, ScanoutFrame, Sendable {
     ///
     /// The corresponding ioctls are `IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS`,
     /// `DRM_IOCTL_PRIME_FD_TO_HANDLE` and `DRM_IOCTL_MODE_ADDFB2`.
-    public init(refs: [GrantRef], from domain: DomainID, through gntdev: GrantDevice, allocation: DmaBufAllocation = .balloon,
-                on device: DRMDevice, layout: FramebufferLayout) throws(XenGntError) {
+    public init(
+        refs: [GrantRef],
+        from domain: DomainID,
+        through gntdev: GrantDevice,
+        allocation: DmaBufAllocation = .balloon,
+        on device: DRMDevice,
+        layout: FramebufferLayout
+    ) throws(XenGntError) {
         try self.init(gntdev.exportDmaBuf(refs: refs, from: domain, allocation: allocation), on: device, layout: layout)
     }
 

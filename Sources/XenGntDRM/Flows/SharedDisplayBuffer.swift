@@ -40,8 +40,12 @@ public struct SharedDisplayBuffer: ~Copyable, ScanoutFrame, Sendable {
     ///
     /// The corresponding ioctls are `DRM_IOCTL_MODE_ADDFB2`, `DRM_IOCTL_PRIME_HANDLE_TO_FD` and
     /// `IOCTL_GNTDEV_DMABUF_IMP_TO_REFS`.
-    public init(_ buffer: consuming DumbBuffer, format: PixelFormat = .xrgb8888, sharingWith domain: DomainID,
-                through gntdev: GrantDevice) throws(XenGntError) {
+    public init(
+        _ buffer: consuming DumbBuffer,
+        format: PixelFormat = .xrgb8888,
+        sharingWith domain: DomainID,
+        through gntdev: GrantDevice
+    ) throws(XenGntError) {
         let device = buffer.device
         let pages = buffer.byteCount / xenPageSize
         var added: Framebuffer?
@@ -60,7 +64,7 @@ public struct SharedDisplayBuffer: ~Copyable, ScanoutFrame, Sendable {
             failure = error
         }
         if let failure {
-            _ = added.take()   // RMFB before the buffer goes
+            _ = added.take()  // RMFB before the buffer goes
             _ = consume buffer
             throw failure
         }

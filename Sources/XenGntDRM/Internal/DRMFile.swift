@@ -55,12 +55,13 @@ final class DRMFile: Sendable {
                 try calls.open(path, flags: O_RDWR | O_CLOEXEC | O_NONBLOCK, mode: 0)
             }
         } catch {
-            let code: XenGntError.Code = switch error {
-            case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .noDevice: .deviceMissing
-            case .permissionDenied, .notPermitted: .permissionDenied
-            case .noMemory: .outOfMemory
-            default: .kernel
-            }
+            let code: XenGntError.Code =
+                switch error {
+                case .noSuchFileOrDirectory, .noSuchAddressOrDevice, .noDevice: .deviceMissing
+                case .permissionDenied, .notPermitted: .permissionDenied
+                case .noMemory: .outOfMemory
+                default: .kernel
+                }
             throw XenGntError(code, .openDevice, call: "open", errno: error, path: path)
         }
     }
@@ -81,8 +82,12 @@ final class DRMFile: Sendable {
 
     /// Issues `request` with `argument`, turning a failure into an explained error.
     @inline(__always)
-    func ioctl<T>(_ request: UInt, _ argument: inout T, _ operation: XenGntError.Operation,
-                  explain: (Errno) -> XenGntError.Code? = { _ in nil }) throws(XenGntError) {
+    func ioctl<T>(
+        _ request: UInt,
+        _ argument: inout T,
+        _ operation: XenGntError.Operation,
+        explain: (Errno) -> XenGntError.Code? = { _ in nil }
+    ) throws(XenGntError) {
         retryParked()
         do throws(Errno) {
             try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in try ioctl(request, raw.baseAddress) }
@@ -93,20 +98,39 @@ final class DRMFile: Sendable {
 
     /// The error for `errno` from `request`: `code` if the caller knows better, else what a DRM
     /// ioctl's errno usually means.
-    func failure(_ errno: Errno, _ operation: XenGntError.Operation, request: UInt, code: XenGntError.Code? = nil,
-                 detail: String? = nil, flags: UInt32? = nil, length: Int? = nil, limit: Int? = nil) -> XenGntError {
-        let inferred: XenGntError.Code = code ?? {
-            switch errno {
-            case .permissionDenied: return isRenderNode ? .renderNode : .notMaster
-            case .notSupported: return .noModesetting
-            case .badFileDescriptor: return .badFileDescriptor
-            case .noMemory: return .outOfMemory
-            case .noSuchFileOrDirectory: return .notFound
-            default: return .kernel
-            }
-        }()
-        return XenGntError(inferred, operation, call: DRMRequest.name(of: request), errno: errno, path: path,
-                           limit: limit, length: length, flags: flags, detail: detail ?? ([.noModesetting, .primeUnsupported].contains(inferred) ? driverName : nil))
+    func failure(
+        _ errno: Errno,
+        _ operation: XenGntError.Operation,
+        request: UInt,
+        code: XenGntError.Code? = nil,
+        detail: String? = nil,
+        flags: UInt32? = nil,
+        length: Int? = nil,
+        limit: Int? = nil
+    ) -> XenGntError {
+        let inferred: XenGntError.Code =
+            code
+            ?? {
+                switch errno {
+                case .permissionDenied: return isRenderNode ? .renderNode : .notMaster
+                case .notSupported: return .noModesetting
+                case .badFileDescriptor: return .badFileDescriptor
+                case .noMemory: return .outOfMemory
+                case .noSuchFileOrDirectory: return .notFound
+                default: return .kernel
+                }
+            }()
+        return XenGntError(
+            inferred,
+            operation,
+            call: DRMRequest.name(of: request),
+            errno: errno,
+            path: path,
+            limit: limit,
+            length: length,
+            flags: flags,
+            detail: detail ?? ([.noModesetting, .primeUnsupported].contains(inferred) ? driverName : nil)
+        )
     }
 
     /// Whether this is a render node (minor 128–191), from `fstat`; `false` when unknown.
@@ -131,7 +155,10 @@ final class DRMFile: Sendable {
         let last: HandleEntry? = handles.withLock { table in
             guard var entry = table[handle] else { return nil }
             entry.owners -= 1
-            if entry.owners > 0 { table[handle] = entry; return nil }
+            if entry.owners > 0 {
+                table[handle] = entry
+                return nil
+            }
             table[handle] = nil
             return entry
         }
@@ -179,23 +206,31 @@ final class DRMFile: Sendable {
             case .closeHandle(let handle, let dumb):
                 if dumb {
                     var argument = drm_mode_destroy_dumb(handle: handle)
-                    try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in try ioctl(DRMRequest.destroyDumb, raw.baseAddress) }
+                    try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in
+                        try ioctl(DRMRequest.destroyDumb, raw.baseAddress)
+                    }
                 } else {
                     var argument = drm_gem_close(handle: handle, pad: 0)
-                    try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in try ioctl(DRMRequest.gemClose, raw.baseAddress) }
+                    try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in
+                        try ioctl(DRMRequest.gemClose, raw.baseAddress)
+                    }
                 }
             case .removeFramebuffer(let id):
                 var argument = id
-                try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in try ioctl(DRMRequest.removeFramebuffer, raw.baseAddress) }
+                try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in
+                    try ioctl(DRMRequest.removeFramebuffer, raw.baseAddress)
+                }
             case .destroyBlob(let id):
                 var argument = drm_mode_destroy_blob(blob_id: id)
-                try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in try ioctl(DRMRequest.destroyPropertyBlob, raw.baseAddress) }
+                try withUnsafeMutableBytes(of: &argument) { (raw) throws(Errno) in
+                    try ioctl(DRMRequest.destroyPropertyBlob, raw.baseAddress)
+                }
             case .munmap(let address, let length):
                 try retryingOnInterrupt { () throws(Errno) in try calls.munmap(address, length: length) }
             }
             return nil
-        } catch where error == .noSuchFileOrDirectory || error == .invalidArgument && Self.isGone(step) {
-            return nil   // the kernel no longer has it: what the step wanted
+        } catch  where error == .noSuchFileOrDirectory || error == .invalidArgument && Self.isGone(step) {
+            return nil  // the kernel no longer has it: what the step wanted
         } catch {
             return error
         }

@@ -60,7 +60,12 @@ struct ScanoutProperties: Sendable {
         let p = try device.properties(of: plane, type: .plane)
         func id(_ table: [String: PropertyValue], _ name: String) throws(XenGntError) -> UInt32 {
             guard let value = table[name] else {
-                throw XenGntError(.atomicRequired, .setMode, path: device.path, detail: "the property \(name) is missing, so mode setting")
+                throw XenGntError(
+                    .atomicRequired,
+                    .setMode,
+                    path: device.path,
+                    detail: "the property \(name) is missing, so mode setting"
+                )
             }
             return value.id
         }
@@ -69,7 +74,13 @@ struct ScanoutProperties: Sendable {
         crtcMode = try id(r, "MODE_ID")
         planeFB = try id(p, "FB_ID")
         planeCRTC = try id(p, "CRTC_ID")
-        srcX = try id(p, "SRC_X"); srcY = try id(p, "SRC_Y"); srcW = try id(p, "SRC_W"); srcH = try id(p, "SRC_H")
-        crtcX = try id(p, "CRTC_X"); crtcY = try id(p, "CRTC_Y"); crtcW = try id(p, "CRTC_W"); crtcH = try id(p, "CRTC_H")
+        srcX = try id(p, "SRC_X")
+        srcY = try id(p, "SRC_Y")
+        srcW = try id(p, "SRC_W")
+        srcH = try id(p, "SRC_H")
+        crtcX = try id(p, "CRTC_X")
+        crtcY = try id(p, "CRTC_Y")
+        crtcW = try id(p, "CRTC_W")
+        crtcH = try id(p, "CRTC_H")
     }
 }

@@ -77,7 +77,9 @@ extension DRMDevice {
 
     /// The formats a writeback connector writes (`WRITEBACK_PIXEL_FORMATS`).
     public func writebackFormats(of connector: Connector) throws(XenGntError) -> [PixelFormat] {
-        guard let blob = try properties(of: connector.id, type: .connector)["WRITEBACK_PIXEL_FORMATS"], blob.value != 0 else { return [] }
+        guard let blob = try properties(of: connector.id, type: .connector)["WRITEBACK_PIXEL_FORMATS"], blob.value != 0 else {
+            return []
+        }
         let bytes = try propertyBlob(UInt32(truncatingIfNeeded: blob.value))
         return bytes.withUnsafeBytes { raw -> [PixelFormat] in
             (0..<(raw.count / 4)).map { i in PixelFormat(rawValue: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
@@ -88,7 +90,11 @@ extension DRMDevice {
     ///
     /// The corresponding ioctl is `DRM_IOCTL_MODE_CREATEPROPBLOB`.
     func createBlob(_ bytes: UnsafeRawBufferPointer, _ operation: XenGntError.Operation) throws(XenGntError) -> UInt32 {
-        var argument = drm_mode_create_blob(data: UInt64(UInt(bitPattern: bytes.baseAddress)), length: UInt32(bytes.count), blob_id: 0)
+        var argument = drm_mode_create_blob(
+            data: UInt64(UInt(bitPattern: bytes.baseAddress)),
+            length: UInt32(bytes.count),
+            blob_id: 0
+        )
         try file.ioctl(DRMRequest.createPropertyBlob, &argument, operation)
         return argument.blob_id
     }

@@ -27,7 +27,8 @@ public struct DisplayMode: Sendable, Hashable, CustomStringConvertible {
     /// A mode of `width × height` at `refreshRate` Hz with simple blanking timings, for a
     /// display that takes any mode (vkms). Small modes keep CPU composition cheap.
     public init(width: Int, height: Int, refreshRate: Int = 60) {
-        let w = UInt16(clamping: width), h = UInt16(clamping: height)
+        let w = UInt16(clamping: width)
+        let h = UInt16(clamping: height)
         hdisplay = w
         hsyncStart = w &+ 8
         hsyncEnd = w &+ 40

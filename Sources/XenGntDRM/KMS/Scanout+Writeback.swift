@@ -77,7 +77,12 @@ extension Scanout where Frame: ~Copyable {
             defer { try? path.device.file.calls.close(fd) }
             let waiter = try ReadinessWaiter(calls: path.device.file.calls)
             if try await waiter.waitUntilReadable(fd, timeout: timeout) == .timedOut {
-                throw XenGntError(.displayTimedOut, .capture, path: path.device.path, detail: "the writeback fence did not signal within \(timeout)")
+                throw XenGntError(
+                    .displayTimedOut,
+                    .capture,
+                    path: path.device.path,
+                    detail: "the writeback fence did not signal within \(timeout)"
+                )
             }
         }
         if exclusive { try endCapture() }
@@ -85,7 +90,8 @@ extension Scanout where Frame: ~Copyable {
 
     /// Like ``capture(into:timeout:)``, but blocking the calling thread in `poll` on the fence:
     /// for a caller that holds the display while it captures (a display sink between flips).
-    public mutating func captureBlocking(into target: borrowing Framebuffer, timeout: Duration = .seconds(10)) throws(XenGntError) {
+    public mutating func captureBlocking(into target: borrowing Framebuffer, timeout: Duration = .seconds(10)) throws(XenGntError)
+    {
         let (fd, exclusive) = try startCapture(into: target)
         if fd >= 0 {
             defer { try? path.device.file.calls.close(fd) }
@@ -96,14 +102,22 @@ extension Scanout where Frame: ~Copyable {
             do throws(Errno) {
                 ready = try withUnsafeMutablePointer(to: &entry) { (pointer) throws(Errno) -> Int in
                     try retryingOnInterrupt { () throws(Errno) in
-                        try path.device.file.calls.poll(UnsafeMutableBufferPointer(start: pointer, count: 1), timeout: milliseconds)
+                        try path.device.file.calls.poll(
+                            UnsafeMutableBufferPointer(start: pointer, count: 1),
+                            timeout: milliseconds
+                        )
                     }
                 }
             } catch {
                 throw XenGntError(.kernel, .capture, call: "poll", errno: error, path: path.device.path)
             }
             if ready == 0 {
-                throw XenGntError(.displayTimedOut, .capture, path: path.device.path, detail: "the writeback fence did not signal within \(timeout)")
+                throw XenGntError(
+                    .displayTimedOut,
+                    .capture,
+                    path: path.device.path,
+                    detail: "the writeback fence did not signal within \(timeout)"
+                )
             }
         }
         if exclusive { try endCapture() }
@@ -111,19 +125,34 @@ extension Scanout where Frame: ~Copyable {
 
     /// The capture's commit: returns the fence's descriptor (-1: none) and whether the CRTC was
     /// moved to the writeback connector (``endCapture()`` gives it back).
-    private mutating func startCapture(into target: borrowing Framebuffer) throws(XenGntError) -> (fence: Int32, exclusive: Bool) {
+    private mutating func startCapture(into target: borrowing Framebuffer) throws(XenGntError) -> (fence: Int32, exclusive: Bool)
+    {
         let connector = try writebackConnector()
         let info = target.info
         guard info.device == ObjectIdentifier(path.device.file) else {
-            throw XenGntError(.writebackTarget, .capture, path: path.device.path, detail: "the capture framebuffer belongs to another descriptor")
+            throw XenGntError(
+                .writebackTarget,
+                .capture,
+                path: path.device.path,
+                detail: "the capture framebuffer belongs to another descriptor"
+            )
         }
         guard info.width == mode.width, info.height == mode.height else {
-            throw XenGntError(.writebackTarget, .capture, path: path.device.path,
-                              detail: "the capture framebuffer is \(info.width)×\(info.height) but the mode is \(mode.width)×\(mode.height)")
+            throw XenGntError(
+                .writebackTarget,
+                .capture,
+                path: path.device.path,
+                detail: "the capture framebuffer is \(info.width)×\(info.height) but the mode is \(mode.width)×\(mode.height)"
+            )
         }
         guard connector.formats.isEmpty || connector.formats.contains(info.format) else {
-            throw XenGntError(.writebackTarget, .capture, path: path.device.path,
-                              detail: "the writeback connector writes \(connector.formats.map(\.name).joined(separator: ", ")), not \(info.format)")
+            throw XenGntError(
+                .writebackTarget,
+                .capture,
+                path: path.device.path,
+                detail:
+                    "the writeback connector writes \(connector.formats.map(\.name).joined(separator: ", ")), not \(info.format)"
+            )
         }
         guard let properties = path.properties else {
             throw XenGntError(.atomicRequired, .capture, path: path.device.path, detail: "writeback capture")
@@ -183,13 +212,21 @@ extension Scanout where Frame: ~Copyable {
     }
 
     /// The pixels of a capture's buffer; the framebuffer and the buffer are released.
-    private static func screenshot(_ buffer: consuming DumbBuffer, _ target: consuming Framebuffer, mode: DisplayMode) throws(XenGntError) -> Screenshot {
+    private static func screenshot(
+        _ buffer: consuming DumbBuffer,
+        _ target: consuming Framebuffer,
+        mode: DisplayMode
+    ) throws(XenGntError) -> Screenshot {
         let mapping = try buffer.map()
-        let width = mode.width, height = mode.height, pitch = buffer.pitch
+        let width = mode.width
+        let height = mode.height
+        let pitch = buffer.pitch
         let pixels = mapping.withUnsafeBytes { raw -> [UInt32] in
             var pixels = [UInt32](repeating: 0, count: width * height)
             for y in 0..<height {
-                for x in 0..<width { pixels[y * width + x] = raw.loadUnaligned(fromByteOffset: y * pitch + x * 4, as: UInt32.self) }
+                for x in 0..<width {
+                    pixels[y * width + x] = raw.loadUnaligned(fromByteOffset: y * pitch + x * 4, as: UInt32.self)
+                }
             }
             return pixels
         }
@@ -209,15 +246,23 @@ extension Scanout where Frame: ~Copyable {
         try device.enableWritebackConnectors()
         let resources = try device.resources()
         guard let current = resources.crtcs.first(where: { $0.id == crtc.id }),
-              let connector = resources.writebackConnectors(for: current).first else {
+            let connector = resources.writebackConnectors(for: current).first
+        else {
             throw XenGntError(.noWriteback, .capture, path: device.path)
         }
         let properties = try device.properties(of: connector.id, type: .connector)
-        guard let crtcID = properties["CRTC_ID"], let fb = properties["WRITEBACK_FB_ID"], let fence = properties["WRITEBACK_OUT_FENCE_PTR"] else {
+        guard let crtcID = properties["CRTC_ID"], let fb = properties["WRITEBACK_FB_ID"],
+            let fence = properties["WRITEBACK_OUT_FENCE_PTR"]
+        else {
             throw XenGntError(.noWriteback, .capture, path: device.path)
         }
-        let found = WritebackConnector(id: connector.id, crtcProperty: crtcID.id, framebufferProperty: fb.id, fenceProperty: fence.id,
-                                       formats: try device.writebackFormats(of: connector))
+        let found = WritebackConnector(
+            id: connector.id,
+            crtcProperty: crtcID.id,
+            framebufferProperty: fb.id,
+            fenceProperty: fence.id,
+            formats: try device.writebackFormats(of: connector)
+        )
         writeback = found
         return found
     }

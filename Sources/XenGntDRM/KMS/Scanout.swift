@@ -50,7 +50,12 @@ public struct Scanout<Frame: ScanoutFrame & ~Copyable>: ~Copyable {
     ///   buffer (vkms and a frontend's gntdev export).
     ///
     /// The corresponding ioctl is `DRM_IOCTL_MODE_ATOMIC` (or `DRM_IOCTL_MODE_SETCRTC`).
-    public init(on device: DRMDevice, showing frame: consuming Frame, connector: Connector? = nil, mode: DisplayMode? = nil) throws(XenGntError) {
+    public init(
+        on device: DRMDevice,
+        showing frame: consuming Frame,
+        connector: Connector? = nil,
+        mode: DisplayMode? = nil
+    ) throws(XenGntError) {
         let framebuffer = frame.framebuffer
         let chosen = Result { () throws(XenGntError) -> ScanoutPath in
             let path = try ScanoutPath.choose(on: device, connector: connector, mode: mode, .setMode)
@@ -99,7 +104,9 @@ public struct Scanout<Frame: ScanoutFrame & ~Copyable>: ~Copyable {
         let token = ScanoutPath.nextToken()
         let framebuffer = next.framebuffer
         let path = self.path
-        if case .failure(let error) = Result(catching: { () throws(XenGntError) in try path.flip(to: framebuffer, token: token, .pageFlip) }) {
+        if case .failure(let error) = Result(catching: { () throws(XenGntError) in
+            try path.flip(to: framebuffer, token: token, .pageFlip)
+        }) {
             _ = consume next
             throw error
         }
@@ -127,7 +134,9 @@ public struct Scanout<Frame: ScanoutFrame & ~Copyable>: ~Copyable {
             throw XenGntError(.invalidArgument, .waitForFlip, path: path.device.path, detail: "no page flip is pending")
         }
         let token = flipToken
-        try await path.device.file.waitForEvent(timeout: timeout, .waitForFlip) { $0.kind == .flipComplete && $0.userData == token }
+        try await path.device.file.waitForEvent(timeout: timeout, .waitForFlip) {
+            $0.kind == .flipComplete && $0.userData == token
+        }
         let old = shown.take()!
         shown = incoming.take()
         return old
@@ -143,7 +152,9 @@ public struct Scanout<Frame: ScanoutFrame & ~Copyable>: ~Copyable {
             throw XenGntError(.invalidArgument, .waitForFlip, path: path.device.path, detail: "no page flip is pending")
         }
         let token = flipToken
-        try path.device.file.waitForEventBlocking(timeout: timeout, .waitForFlip) { $0.kind == .flipComplete && $0.userData == token }
+        try path.device.file.waitForEventBlocking(timeout: timeout, .waitForFlip) {
+            $0.kind == .flipComplete && $0.userData == token
+        }
         let old = shown.take()!
         shown = incoming.take()
         return old
@@ -187,8 +198,12 @@ extension DRMDevice {
     ///   ``XenGnt/XenGntError/Code/displayCannotReadBuffer``.
     ///
     /// The corresponding ioctl is `DRM_IOCTL_MODE_ATOMIC` (or `DRM_IOCTL_MODE_SETCRTC`).
-    public func checkScanout<F: ScanoutFrame & ~Copyable>(of frame: borrowing F, connector: Connector? = nil, mode: DisplayMode? = nil,
-                                                          by check: ScanoutCheck = .realCommit) throws(XenGntError) {
+    public func checkScanout<F: ScanoutFrame & ~Copyable>(
+        of frame: borrowing F,
+        connector: Connector? = nil,
+        mode: DisplayMode? = nil,
+        by check: ScanoutCheck = .realCommit
+    ) throws(XenGntError) {
         let operation: XenGntError.Operation = check == .testOnly ? .testCommit : .setMode
         let path = try ScanoutPath.choose(on: self, connector: connector, mode: mode, operation)
         try path.show(frame.framebuffer, testOnly: check == .testOnly, operation)

@@ -17,23 +17,37 @@ struct ScanoutPath: Sendable {
     /// Chooses the connector (given, or the first connected one), its mode (given, or the
     /// preferred one), a CRTC that can drive it and that CRTC's primary plane. Turns atomic
     /// mode setting on when the driver has it.
-    static func choose(on device: DRMDevice, connector wanted: Connector?, mode wantedMode: DisplayMode?,
-                       _ operation: XenGntError.Operation) throws(XenGntError) -> ScanoutPath {
+    static func choose(
+        on device: DRMDevice,
+        connector wanted: Connector?,
+        mode wantedMode: DisplayMode?,
+        _ operation: XenGntError.Operation
+    ) throws(XenGntError) -> ScanoutPath {
         if device.node == .render {
             throw XenGntError(.renderNode, operation, path: device.path)
         }
-        do throws(XenGntError) { try device.enableAtomic() } catch where error.code == .atomicRequired {}
+        do throws(XenGntError) { try device.enableAtomic() } catch  where error.code == .atomicRequired {}
         let resources = try device.resources()
         let connector: Connector
         if let wanted {
             guard let found = resources.connectors.first(where: { $0.id == wanted.id }) else {
-                throw XenGntError(.noDisplay, operation, path: device.path, detail: "connector \(wanted.id) is not one of \(device.path)'s")
+                throw XenGntError(
+                    .noDisplay,
+                    operation,
+                    path: device.path,
+                    detail: "connector \(wanted.id) is not one of \(device.path)'s"
+                )
             }
             connector = found
         } else {
             guard let found = resources.firstConnectedDisplay else {
-                throw XenGntError(.noDisplay, operation, path: device.path,
-                                  detail: "no connector of \(device.path) is connected (\(resources.connectors.map { "\($0.name): \($0.status)" }.joined(separator: ", ")))")
+                throw XenGntError(
+                    .noDisplay,
+                    operation,
+                    path: device.path,
+                    detail:
+                        "no connector of \(device.path) is connected (\(resources.connectors.map { "\($0.name): \($0.status)" }.joined(separator: ", ")))"
+                )
             }
             connector = found
         }
@@ -59,16 +73,30 @@ struct ScanoutPath: Sendable {
     /// Refuses a framebuffer this path cannot show, before the kernel is asked.
     func check(_ framebuffer: FramebufferInfo, _ operation: XenGntError.Operation) throws(XenGntError) {
         guard framebuffer.device == ObjectIdentifier(device.file) else {
-            throw XenGntError(.invalidArgument, operation, path: device.path,
-                              detail: "framebuffer \(framebuffer.id) belongs to another descriptor; framebuffers are numbered per device file.")
+            throw XenGntError(
+                .invalidArgument,
+                operation,
+                path: device.path,
+                detail: "framebuffer \(framebuffer.id) belongs to another descriptor; framebuffers are numbered per device file."
+            )
         }
         if let plane, !plane.formats.isEmpty, !plane.formats.contains(framebuffer.format) {
-            throw XenGntError(.formatNotSupported, operation, path: device.path, flags: framebuffer.format.rawValue,
-                              detail: plane.formats.map(\.name).joined(separator: ", "))
+            throw XenGntError(
+                .formatNotSupported,
+                operation,
+                path: device.path,
+                flags: framebuffer.format.rawValue,
+                detail: plane.formats.map(\.name).joined(separator: ", ")
+            )
         }
         guard framebuffer.width >= mode.width, framebuffer.height >= mode.height else {
-            throw XenGntError(.noDisplay, operation, path: device.path,
-                              detail: "the \(framebuffer.width)×\(framebuffer.height) framebuffer is smaller than the mode \(mode.width)×\(mode.height) (the primary plane does not scale)")
+            throw XenGntError(
+                .noDisplay,
+                operation,
+                path: device.path,
+                detail:
+                    "the \(framebuffer.width)×\(framebuffer.height) framebuffer is smaller than the mode \(mode.width)×\(mode.height) (the primary plane does not scale)"
+            )
         }
     }
 
@@ -84,7 +112,7 @@ struct ScanoutPath: Sendable {
         }
         var mode = self.mode.modeInfo
         let blob = try withUnsafeBytes(of: &mode) { (raw) throws(XenGntError) in try device.createBlob(raw, operation) }
-        defer { _ = device.file.attempt(.destroyBlob(blob)) }   // the CRTC's state keeps its own reference
+        defer { _ = device.file.attempt(.destroyBlob(blob)) }  // the CRTC's state keeps its own reference
         var request = AtomicRequest()
         request.set(connector.id, properties.connectorCRTC, UInt64(crtc.id))
         request.set(crtc.id, properties.crtcMode, UInt64(blob))
@@ -112,18 +140,29 @@ struct ScanoutPath: Sendable {
 
     /// Sends `request`; an `EINVAL` the driver's atomic check accepts (a `TEST_ONLY` of the same
     /// request succeeds) failed while preparing the buffers: the display cannot read them.
-    func commit(_ request: AtomicRequest, flags: UInt32, userData: UInt64 = 0, _ operation: XenGntError.Operation) throws(XenGntError) {
+    func commit(
+        _ request: AtomicRequest,
+        flags: UInt32,
+        userData: UInt64 = 0,
+        _ operation: XenGntError.Operation
+    ) throws(XenGntError) {
         do throws(Errno) {
             try request.commit(on: device.file, flags: flags, userData: userData)
         } catch {
             var code: XenGntError.Code?
             if error == .invalidArgument, flags & UInt32(CDRM_MODE_ATOMIC_TEST_ONLY) == 0 {
-                let test = flags & ~UInt32(CDRM_MODE_ATOMIC_NONBLOCK | CDRM_MODE_PAGE_FLIP_EVENT) | UInt32(CDRM_MODE_ATOMIC_TEST_ONLY)
+                let test =
+                    flags & ~UInt32(CDRM_MODE_ATOMIC_NONBLOCK | CDRM_MODE_PAGE_FLIP_EVENT) | UInt32(CDRM_MODE_ATOMIC_TEST_ONLY)
                 if (try? request.commit(on: device.file, flags: test)) != nil { code = .displayCannotReadBuffer }
             }
             if error == .resourceBusy { code = .flipPending }
-            throw device.file.failure(error, operation, request: DRMRequest.atomic, code: code,
-                                      detail: code == .displayCannotReadBuffer ? device.driver.name : nil)
+            throw device.file.failure(
+                error,
+                operation,
+                request: DRMRequest.atomic,
+                code: code,
+                detail: code == .displayCannotReadBuffer ? device.driver.name : nil
+            )
         }
     }
 
@@ -180,5 +219,5 @@ struct ScanoutPath: Sendable {
 
     /// A token for a flip's event, unique in this process.
     static func nextToken() -> UInt64 { tokens.add(1, ordering: .relaxed).newValue }
-    private static let tokens = Atomic<UInt64>(0x5847_0000_0000_0000)   // "XG"
+    private static let tokens = Atomic<UInt64>(0x5847_0000_0000_0000)  // "XG"
 }

@@ -107,7 +107,16 @@ final class SimFramebuffer {
     weak var owner: DRMOpenFile?
     private var references = 0
 
-    init(device: SimDRMDevice, id: UInt32, width: Int, height: Int, format: PixelFormatCode, objects: [GEMObject], pitches: [Int], offsets: [Int]) {
+    init(
+        device: SimDRMDevice,
+        id: UInt32,
+        width: Int,
+        height: Int,
+        format: PixelFormatCode,
+        objects: [GEMObject],
+        pitches: [Int],
+        offsets: [Int]
+    ) {
         self.device = device
         self.id = id
         self.width = width
@@ -206,7 +215,9 @@ struct PixelFormatCode: RawRepresentable, Hashable {
         case .xrgb16161616, .argb16161616: return byte(1) | byte(3) << 8 | byte(5) << 16
         case .rgb565:
             let v = byte(0) | byte(1) << 8
-            let r = (v >> 11) & 0x1F, g = (v >> 5) & 0x3F, b = v & 0x1F
+            let r = (v >> 11) & 0x1F
+            let g = (v >> 5) & 0x3F
+            let b = v & 0x1F
             return (r << 3 | r >> 2) << 16 | (g << 2 | g >> 4) << 8 | (b << 3 | b >> 2)
         default: return (byte(0) | byte(1) << 8 | byte(2) << 16)
         }

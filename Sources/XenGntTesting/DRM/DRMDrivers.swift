@@ -60,7 +60,9 @@ struct DRMDriver: KernelDriver {
     var nodes: [DeviceNode] {
         let primary = DeviceNode(path: "/dev/dri/card\(kind.primaryMinor)", major: 226, minor: kind.primaryMinor)
         guard kind.hasRenderNode else { return [primary] }
-        return [primary, DeviceNode(path: "/dev/dri/renderD\(128 + kind.primaryMinor)", major: 226, minor: 128 + kind.primaryMinor)]
+        return [
+            primary, DeviceNode(path: "/dev/dri/renderD\(128 + kind.primaryMinor)", major: 226, minor: 128 + kind.primaryMinor),
+        ]
     }
 
     func open(_ node: DeviceNode, flags: Int32, _ context: Context) throws(Errno) -> OpenFile {

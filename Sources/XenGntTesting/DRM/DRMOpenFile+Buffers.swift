@@ -45,9 +45,11 @@ extension DRMOpenFile {
             guard device.kind.hasModesetting else { throw .notSupported }
             switch op.capability {
             case UInt64(DRM_CAP_DUMB_BUFFER), UInt64(DRM_CAP_VBLANK_HIGH_CRTC), UInt64(DRM_CAP_CRTC_IN_VBLANK_EVENT),
-                 UInt64(DRM_CAP_ADDFB2_MODIFIERS): op.value = 1
+                UInt64(DRM_CAP_ADDFB2_MODIFIERS):
+                op.value = 1
             case UInt64(DRM_CAP_DUMB_PREFERRED_DEPTH): op.value = 24
-            case UInt64(DRM_CAP_DUMB_PREFER_SHADOW), UInt64(DRM_CAP_ASYNC_PAGE_FLIP), UInt64(DRM_CAP_PAGE_FLIP_TARGET): op.value = 0
+            case UInt64(DRM_CAP_DUMB_PREFER_SHADOW), UInt64(DRM_CAP_ASYNC_PAGE_FLIP), UInt64(DRM_CAP_PAGE_FLIP_TARGET):
+                op.value = 0
             case UInt64(DRM_CAP_CURSOR_WIDTH), UInt64(DRM_CAP_CURSOR_HEIGHT): op.value = 64
             default: throw .invalidArgument
             }
@@ -122,13 +124,13 @@ extension DRMOpenFile {
         guard let object = handles[op.handle] else { throw .noSuchFileOrDirectory }
         let buffer: DmaBufFile
         if case .imported(let imported) = object.source {
-            buffer = imported   // an import exports the dma-buf it came from
+            buffer = imported  // an import exports the dma-buf it came from
         } else if let existing = object.exported {
             buffer = existing
         } else {
             buffer = DmaBufFile(kernel: kernel, pages: object.pages, exporter: .gem(object))
             object.exported = buffer
-            object.get()   // the dma-buf holds the object until it is released
+            object.get()  // the dma-buf holds the object until it is released
         }
         let fd = try context.machine.newDescriptor(size: buffer.size)
         context.install(fd, buffer)
@@ -189,7 +191,11 @@ extension DRMOpenFile {
         let size = (Int(bytes) + xenPageSize - 1) & ~(xenPageSize - 1)
         guard size <= XenDomain.ramBytes else { throw .noMemory }
         let memory = try MemoryObject.create(name: "xengnt-sim-gem", bytes: size)
-        let object = GEMObject(device: device, pages: (0..<(size / xenPageSize)).map { Page(memory: memory, index: $0) }, source: .shmem(memory))
+        let object = GEMObject(
+            device: device,
+            pages: (0..<(size / xenPageSize)).map { Page(memory: memory, index: $0) },
+            source: .shmem(memory)
+        )
         op.handle = newHandle(for: object)
         op.pitch = UInt32(pitch)
         op.size = UInt64(size)

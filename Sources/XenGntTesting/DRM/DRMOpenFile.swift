@@ -2,7 +2,6 @@ internal import CDRM
 import SystemPackage
 import XenGnt
 
-
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -102,7 +101,8 @@ final class DRMOpenFile: DeviceFile {
             // A blocking read waits for the vblank (the automatic clock lets it happen); a
             // non-blocking one is EAGAIN, and its poll lets it happen (`willPoll`).
             if let kms = device.kms, kms.clock(of: context.kernel) == .automatic, kms.hasPendingWork, let fd = numbers.first,
-               let flags = try? HostCalls.fcntl(fd, command: F_GETFL, argument: 0), flags & O_NONBLOCK == 0 {
+                let flags = try? HostCalls.fcntl(fd, command: F_GETFL, argument: 0), flags & O_NONBLOCK == 0
+            {
                 kms.vblank(context.machine)
             }
             if events.isEmpty { return .wouldBlock }

@@ -19,9 +19,15 @@ extension KMS {
     func atomic(_ argument: UnsafeMutableRawPointer?, _ file: DRMOpenFile, _ context: Context) throws(Errno) -> IoctlOutcome {
         let op = try UserMemory.load(drm_mode_atomic.self, from: argument)
         guard file.atomic else { throw .invalidArgument }
-        let known = UInt32(CDRM_MODE_PAGE_FLIP_EVENT) | UInt32(DRM_MODE_PAGE_FLIP_ASYNC) | UInt32(CDRM_MODE_ATOMIC_TEST_ONLY) | UInt32(CDRM_MODE_ATOMIC_NONBLOCK) | UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET)
-        if op.flags & ~known != 0 || op.reserved != 0 || op.flags & UInt32(DRM_MODE_PAGE_FLIP_ASYNC) != 0 { throw .invalidArgument }
-        if op.flags & UInt32(CDRM_MODE_ATOMIC_TEST_ONLY) != 0, op.flags & UInt32(CDRM_MODE_PAGE_FLIP_EVENT) != 0 { throw .invalidArgument }
+        let known =
+            UInt32(CDRM_MODE_PAGE_FLIP_EVENT) | UInt32(DRM_MODE_PAGE_FLIP_ASYNC) | UInt32(CDRM_MODE_ATOMIC_TEST_ONLY)
+            | UInt32(CDRM_MODE_ATOMIC_NONBLOCK) | UInt32(CDRM_MODE_ATOMIC_ALLOW_MODESET)
+        if op.flags & ~known != 0 || op.reserved != 0 || op.flags & UInt32(DRM_MODE_PAGE_FLIP_ASYNC) != 0 {
+            throw .invalidArgument
+        }
+        if op.flags & UInt32(CDRM_MODE_ATOMIC_TEST_ONLY) != 0, op.flags & UInt32(CDRM_MODE_PAGE_FLIP_EVENT) != 0 {
+            throw .invalidArgument
+        }
         let count = Int(op.count_objs)
         guard count <= 64 else { throw .invalidArgument }
         let objects = try UserMemory.array(of: UInt32.self, at: pointer(op.objs_ptr), offset: 0, count: count)
@@ -61,8 +67,14 @@ extension KMS {
     /// that names none is EACCES; `MODE_ID` must name a blob holding a valid mode (EINVAL);
     /// `WRITEBACK_OUT_FENCE_PTR` is written -1 at once (EFAULT if it cannot be); immutable
     /// properties cannot be set (EINVAL).
-    private func set(_ property: UInt32, to value: UInt64, of object: UInt32, in state: inout DisplayState,
-                     writeback: inout SimFramebuffer?, fence: inout UnsafeMutableRawPointer?) throws(Errno) {
+    private func set(
+        _ property: UInt32,
+        to value: UInt64,
+        of object: UInt32,
+        in state: inout DisplayState,
+        writeback: inout SimFramebuffer?,
+        fence: inout UnsafeMutableRawPointer?
+    ) throws(Errno) {
         func crtc() throws(Errno) -> Bool {
             if value == 0 { return false }
             guard value == UInt64(ids.crtc) else { throw .permissionDenied }
@@ -94,7 +106,9 @@ extension KMS {
                 state.mode = nil
                 state.modeBlob = 0
             } else {
-                guard let blob = device.blobs[UInt32(truncatingIfNeeded: value)], blob.count == MemoryLayout<drm_mode_modeinfo>.size else { throw .invalidArgument }
+                guard let blob = device.blobs[UInt32(truncatingIfNeeded: value)],
+                    blob.count == MemoryLayout<drm_mode_modeinfo>.size
+                else { throw .invalidArgument }
                 let mode = blob.withUnsafeBytes { $0.loadUnaligned(as: drm_mode_modeinfo.self) }
                 guard isValidMode(mode) else { throw .invalidArgument }
                 state.mode = mode
@@ -120,8 +134,14 @@ extension KMS {
     /// the check; a nonblocking commit with one still pending is EBUSY; a blocking one waits
     /// for it (`stall_checks`), then takes effect at once; a nonblocking one takes effect at
     /// the next vblank, with its flip-complete event.
-    func commit(_ new: DisplayState, writeback: SimFramebuffer?, fence: UnsafeMutableRawPointer?, _ flags: CommitFlags,
-                _ file: DRMOpenFile, _ context: Context) throws(Errno) -> IoctlOutcome {
+    func commit(
+        _ new: DisplayState,
+        writeback: SimFramebuffer?,
+        fence: UnsafeMutableRawPointer?,
+        _ flags: CommitFlags,
+        _ file: DRMOpenFile,
+        _ context: Context
+    ) throws(Errno) -> IoctlOutcome {
         try check(new, writeback: writeback, fence: fence != nil, allowModeset: flags.allowModeset)
         if flags.nonblocking, pending != nil { throw .resourceBusy }
         if flags.testOnly { return .done(0) }
@@ -143,13 +163,18 @@ extension KMS {
         // Hold what the new state shows while it waits.
         for framebuffer in new.framebuffers + [writeback].compactMap({ $0 }) { framebuffer.get() }
         let kernel = context.kernel
-        return .block(BlockedCall(isReady: { [self] machine in
-            if pending != nil, clock(of: kernel) == .automatic { vblank(machine) }
-            return pending == nil
-        }, finish: { (machine) throws(Errno) -> Int32 in
-            defer { for framebuffer in new.framebuffers + [writeback].compactMap({ $0 }) { framebuffer.put(machine) } }
-            return try apply(machine, context)
-        }))
+        return .block(
+            BlockedCall(
+                isReady: { [self] machine in
+                    if pending != nil, clock(of: kernel) == .automatic { vblank(machine) }
+                    return pending == nil
+                },
+                finish: { (machine) throws(Errno) -> Int32 in
+                    defer { for framebuffer in new.framebuffers + [writeback].compactMap({ $0 }) { framebuffer.put(machine) } }
+                    return try apply(machine, context)
+                }
+            )
+        )
     }
 
     /// drm_atomic_check_only, with vkms's plane and writeback checks.
@@ -161,15 +186,21 @@ extension KMS {
             // A format the plane does not take (vkms's primary: no AR24; lab `drm-vkms-resources`).
             if !formats.contains(framebuffer.format) { throw .invalidArgument }
             // The source must lie in the framebuffer: ENOSPC.
-            let width = UInt64(framebuffer.width) << 16, height = UInt64(framebuffer.height) << 16
-            if plane.srcW > width || plane.srcX > width - plane.srcW || plane.srcH > height || plane.srcY > height - plane.srcH { throw .noSpace }
+            let width = UInt64(framebuffer.width) << 16
+            let height = UInt64(framebuffer.height) << 16
+            if plane.srcW > width || plane.srcX > width - plane.srcW || plane.srcH > height || plane.srcY > height - plane.srcH {
+                throw .noSpace
+            }
             // vkms_plane_atomic_check: the primary plane must be visible and cover the CRTC.
             guard let mode = new.mode else {
                 if primary { throw .invalidArgument }
                 continue
             }
-            if plane.srcW >> 16 != plane.crtcW || plane.srcH >> 16 != plane.crtcH { throw .outOfRange }   // no scaling
-            if primary, plane.crtcX != 0 || plane.crtcY != 0 || plane.crtcW != UInt64(mode.hdisplay) || plane.crtcH != UInt64(mode.vdisplay) {
+            if plane.srcW >> 16 != plane.crtcW || plane.srcH >> 16 != plane.crtcH { throw .outOfRange }  // no scaling
+            if primary,
+                plane.crtcX != 0 || plane.crtcY != 0 || plane.crtcW != UInt64(mode.hdisplay)
+                    || plane.crtcH != UInt64(mode.vdisplay)
+            {
                 throw .invalidArgument
             }
         }
@@ -180,7 +211,9 @@ extension KMS {
         // drm_atomic_connector_check and vkms_wb_encoder_atomic_check.
         if let writeback {
             guard new.writebackOnCRTC, new.active, let mode = new.mode else { throw .invalidArgument }
-            if device.kind == .vkms, writeback.width != Int(mode.hdisplay) || writeback.height != Int(mode.vdisplay) { throw .invalidArgument }
+            if device.kind == .vkms, writeback.width != Int(mode.hdisplay) || writeback.height != Int(mode.vdisplay) {
+                throw .invalidArgument
+            }
             if !writebackFormats.contains(writeback.format) { throw .invalidArgument }
         } else if fence {
             throw .invalidArgument
@@ -204,7 +237,11 @@ extension KMS {
         }
     }
 
-    private func makeJob(_ framebuffer: SimFramebuffer, fence: UnsafeMutableRawPointer?, _ context: Context) throws(Errno) -> WritebackJob {
+    private func makeJob(
+        _ framebuffer: SimFramebuffer,
+        fence: UnsafeMutableRawPointer?,
+        _ context: Context
+    ) throws(Errno) -> WritebackJob {
         framebuffer.get()
         guard let fence else { return WritebackJob(framebuffer: framebuffer, fence: nil) }
         let file = SyncFileSim(kernel: context.kernel, kms: self)
@@ -233,7 +270,12 @@ extension KMS {
         var new = committed
         if op.mode_valid != 0 {
             guard isValidMode(op.mode), op.count_connectors > 0, op.count_connectors <= 8 else { throw .invalidArgument }
-            let connectors = try UserMemory.array(of: UInt32.self, at: pointer(op.set_connectors_ptr), offset: 0, count: Int(op.count_connectors))
+            let connectors = try UserMemory.array(
+                of: UInt32.self,
+                at: pointer(op.set_connectors_ptr),
+                offset: 0,
+                count: Int(op.count_connectors)
+            )
             for i in 0..<connectors.count where connectors[i] != ids.display { throw .noSuchFileOrDirectory }
             let framebuffer: SimFramebuffer
             if op.fb_id == UInt32.max {
@@ -244,14 +286,25 @@ extension KMS {
                 framebuffer = found
             }
             // drm_crtc_check_viewport: the mode must fit in the framebuffer from (x, y).
-            if Int(op.x) + Int(op.mode.hdisplay) > framebuffer.width || Int(op.y) + Int(op.mode.vdisplay) > framebuffer.height { throw .noSpace }
+            if Int(op.x) + Int(op.mode.hdisplay) > framebuffer.width || Int(op.y) + Int(op.mode.vdisplay) > framebuffer.height {
+                throw .noSpace
+            }
             new.mode = op.mode
             new.modeBlob = 0
             new.active = true
             new.displayOnCRTC = true
-            new.primary = PlaneState(framebuffer: framebuffer, onCRTC: true, srcX: UInt64(op.x) << 16, srcY: UInt64(op.y) << 16,
-                                     srcW: UInt64(op.mode.hdisplay) << 16, srcH: UInt64(op.mode.vdisplay) << 16,
-                                     crtcX: 0, crtcY: 0, crtcW: UInt64(op.mode.hdisplay), crtcH: UInt64(op.mode.vdisplay))
+            new.primary = PlaneState(
+                framebuffer: framebuffer,
+                onCRTC: true,
+                srcX: UInt64(op.x) << 16,
+                srcY: UInt64(op.y) << 16,
+                srcW: UInt64(op.mode.hdisplay) << 16,
+                srcH: UInt64(op.mode.vdisplay) << 16,
+                crtcX: 0,
+                crtcY: 0,
+                crtcW: UInt64(op.mode.hdisplay),
+                crtcH: UInt64(op.mode.vdisplay)
+            )
         } else {
             guard op.fb_id == 0, op.count_connectors == 0 else { throw .invalidArgument }
             new = DisplayState()
@@ -267,7 +320,9 @@ extension KMS {
     /// commit, EBUSY while one is pending.
     func pageFlip(_ argument: UnsafeMutableRawPointer?, _ file: DRMOpenFile, _ context: Context) throws(Errno) -> IoctlOutcome {
         let op = try UserMemory.load(drm_mode_crtc_page_flip.self, from: argument)
-        if op.flags & ~(UInt32(CDRM_MODE_PAGE_FLIP_EVENT) | UInt32(DRM_MODE_PAGE_FLIP_ASYNC)) != 0 || op.flags & UInt32(DRM_MODE_PAGE_FLIP_ASYNC) != 0 {
+        if op.flags & ~(UInt32(CDRM_MODE_PAGE_FLIP_EVENT) | UInt32(DRM_MODE_PAGE_FLIP_ASYNC)) != 0
+            || op.flags & UInt32(DRM_MODE_PAGE_FLIP_ASYNC) != 0
+        {
             throw .invalidArgument
         }
         guard op.crtc_id == ids.crtc else { throw .noSuchFileOrDirectory }

@@ -9,7 +9,10 @@ extension KMS {
     /// (`count` is what the caller said), as the kernel's two-call lists do.
     private func copyOut<T>(_ values: [T], to address: UInt64, room count: UInt32) throws(Errno) {
         guard !values.isEmpty, Int(count) >= values.count else { return }
-        let target = try UserMemory.check(UnsafeMutableRawPointer(bitPattern: UInt(address)), bytes: values.count * MemoryLayout<T>.stride)
+        let target = try UserMemory.check(
+            UnsafeMutableRawPointer(bitPattern: UInt(address)),
+            bytes: values.count * MemoryLayout<T>.stride
+        )
         values.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     }
 
@@ -28,7 +31,10 @@ extension KMS {
         op.count_crtcs = 1
         op.count_connectors = UInt32(connectors.count)
         op.count_encoders = UInt32(encoders.count)
-        op.min_width = 20; op.max_width = 8192; op.min_height = 20; op.max_height = 8192
+        op.min_width = 20
+        op.max_width = 8192
+        op.min_height = 20
+        op.max_height = 8192
         argument!.storeBytes(of: op, as: drm_mode_card_res.self)
         return 0
     }
@@ -44,7 +50,13 @@ extension KMS {
         default: throw .noSuchFileOrDirectory
         }
         // A writeback connector's modes are the same list, none preferred.
-        let modes = isWriteback ? self.modes.map { var m = $0; m.type &= ~UInt32(DRM_MODE_TYPE_PREFERRED); return m } : self.modes
+        let modes =
+            isWriteback
+            ? self.modes.map {
+                var m = $0
+                m.type &= ~UInt32(DRM_MODE_TYPE_PREFERRED)
+                return m
+            } : self.modes
         try copyOut(modes, to: op.modes_ptr, room: op.count_modes)
         try copyOut([isWriteback ? ids.writebackEncoder : ids.displayEncoder], to: op.encoders_ptr, room: op.count_encoders)
         let properties = ids.properties(of: op.connector_id)!.filter { file.atomic || !(ids.describe($0)?.atomic ?? false) }
@@ -57,10 +69,10 @@ extension KMS {
         op.encoder_id = attached ? (isWriteback ? ids.writebackEncoder : ids.displayEncoder) : 0
         op.connector_type = UInt32(isWriteback ? DRM_MODE_CONNECTOR_WRITEBACK : DRM_MODE_CONNECTOR_VIRTUAL)
         op.connector_type_id = 1
-        op.connection = 1   // connector_status_connected
+        op.connection = 1  // connector_status_connected
         op.mm_width = 0
         op.mm_height = 0
-        op.subpixel = 1     // SubPixelUnknown
+        op.subpixel = 1  // SubPixelUnknown
         argument!.storeBytes(of: op, as: drm_mode_get_connector.self)
         return 0
     }
@@ -113,7 +125,8 @@ extension KMS {
     /// drm_mode_getplane: its CRTC, framebuffer and formats (lab `drm-vkms-resources`).
     func getPlane(_ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
         var op = try UserMemory.load(drm_mode_get_plane.self, from: argument)
-        let state: PlaneState, formats: [PixelFormatCode]
+        let state: PlaneState
+        let formats: [PixelFormatCode]
         switch op.plane_id {
         case ids.primary: (state, formats) = (committed.primary, primaryFormats)
         case ids.cursor: (state, formats) = (committed.cursor, cursorFormats)
@@ -146,10 +159,12 @@ extension KMS {
     func value(of property: UInt32, on object: UInt32) -> UInt64 {
         let plane = object == ids.cursor ? committed.cursor : committed.primary
         switch property {
-        case ids.type: return object == ids.cursor ? 2 : 1   // enum drm_plane_type: primary 1, cursor 2
+        case ids.type: return object == ids.cursor ? 2 : 1  // enum drm_plane_type: primary 1, cursor 2
         case ids.fbID: return UInt64(plane.framebuffer?.id ?? 0)
         case ids.crtcID:
-            let on = object == ids.display ? committed.displayOnCRTC : object == ids.writeback ? committed.writebackOnCRTC : plane.onCRTC
+            let on =
+                object == ids.display
+                ? committed.displayOnCRTC : object == ids.writeback ? committed.writebackOnCRTC : plane.onCRTC
             return on ? UInt64(ids.crtc) : 0
         case ids.srcX: return plane.srcX
         case ids.srcY: return plane.srcY
@@ -162,7 +177,7 @@ extension KMS {
         case ids.active: return committed.active ? 1 : 0
         case ids.modeID: return UInt64(committed.modeBlob)
         case ids.writebackFormats: return UInt64(writebackFormatsBlob)
-        default: return 0   // WRITEBACK_FB_ID and the fence pointer read back as 0 (one-shot)
+        default: return 0  // WRITEBACK_FB_ID and the fence pointer read back as 0 (one-shot)
         }
     }
 
@@ -174,7 +189,8 @@ extension KMS {
             raw.initializeMemory(as: UInt8.self, repeating: 0)
             raw.copyBytes(from: Array(property.name.utf8.prefix(raw.count - 1)))
         }
-        op.flags = (property.atomic ? UInt32(DRM_MODE_PROP_ATOMIC) : 0) | (property.immutable ? UInt32(DRM_MODE_PROP_IMMUTABLE) : 0)
+        op.flags =
+            (property.atomic ? UInt32(DRM_MODE_PROP_ATOMIC) : 0) | (property.immutable ? UInt32(DRM_MODE_PROP_IMMUTABLE) : 0)
         op.count_values = 0
         op.count_enum_blobs = 0
         argument!.storeBytes(of: op, as: drm_mode_get_property.self)

@@ -42,10 +42,14 @@ extension KMS {
     /// plane is). The cursor plane is not composed.
     func compose() -> [[UInt32]] {
         guard let mode = scanout.mode, scanout.active else { return [] }
-        let width = Int(mode.hdisplay), height = Int(mode.vdisplay)
+        let width = Int(mode.hdisplay)
+        let height = Int(mode.vdisplay)
         let plane = scanout.primary
-        guard let framebuffer = plane.framebuffer else { return Array(repeating: Array(repeating: 0, count: width), count: height) }
-        let x = Int(plane.srcX >> 16), y = Int(plane.srcY >> 16)
+        guard let framebuffer = plane.framebuffer else {
+            return Array(repeating: Array(repeating: 0, count: width), count: height)
+        }
+        let x = Int(plane.srcX >> 16)
+        let y = Int(plane.srcY >> 16)
         return (0..<height).map { row in framebuffer.pixels(x: x, y: y + row, width: width) }
     }
 
@@ -76,7 +80,7 @@ extension KMS {
         let op = try UserMemory.load(drm_wait_vblank.self, from: argument)
         let type = op.request.type.rawValue
         let index = (type & UInt32(CDRM_VBLANK_HIGH_CRTC_MASK)) >> UInt32(CDRM_VBLANK_HIGH_CRTC_SHIFT)
-        guard index == 0, type & 0x2000_0000 == 0 else { throw .invalidArgument }   // no secondary CRTC
+        guard index == 0, type & 0x2000_0000 == 0 else { throw .invalidArgument }  // no secondary CRTC
         guard committed.active else { throw .invalidArgument }
         let relative = type & UInt32(CDRM_VBLANK_RELATIVE) != 0
         let target = relative ? sequence + UInt64(op.request.sequence) : UInt64(op.request.sequence)
@@ -93,15 +97,23 @@ extension KMS {
             reply(target)
             return .done(0)
         }
-        if sequence >= target { reply(sequence); return .done(0) }
-        let kernel = context.kernel
-        return .block(BlockedCall(isReady: { [self] machine in
-            if sequence < target, clock(of: kernel) == .automatic { vblank(machine) }
-            return sequence >= target
-        }, finish: { [self] _ in
+        if sequence >= target {
             reply(sequence)
-            return 0
-        }))
+            return .done(0)
+        }
+        let kernel = context.kernel
+        return .block(
+            BlockedCall(
+                isReady: { [self] machine in
+                    if sequence < target, clock(of: kernel) == .automatic { vblank(machine) }
+                    return sequence >= target
+                },
+                finish: { [self] _ in
+                    reply(sequence)
+                    return 0
+                }
+            )
+        )
     }
 }
 

@@ -35,7 +35,8 @@ final class KMS {
     init(device: SimDRMDevice) {
         self.device = device
         ids = KMSObjects(device)
-        primaryFormats = device.kind == .dmaScanout ? [.xrgb8888, .argb8888, .xrgb16161616, .rgb565] : [.xrgb8888, .xrgb16161616, .rgb565]
+        primaryFormats =
+            device.kind == .dmaScanout ? [.xrgb8888, .argb8888, .xrgb16161616, .rgb565] : [.xrgb8888, .xrgb16161616, .rgb565]
         writebackFormatsBlob = device.newID()
         var blob: [UInt8] = []
         for format in [PixelFormatCode.xrgb8888, .xrgb16161616, .argb16161616, .rgb565] {
@@ -45,10 +46,16 @@ final class KMS {
         var modes = dmtModesUpTo8192.map { row -> drm_mode_modeinfo in
             var mode = drm_mode_modeinfo()
             mode.clock = row[0]
-            mode.hdisplay = UInt16(row[1]); mode.hsync_start = UInt16(row[2]); mode.hsync_end = UInt16(row[3])
-            mode.htotal = UInt16(row[4]); mode.hskew = UInt16(row[5])
-            mode.vdisplay = UInt16(row[6]); mode.vsync_start = UInt16(row[7]); mode.vsync_end = UInt16(row[8])
-            mode.vtotal = UInt16(row[9]); mode.vscan = UInt16(row[10])
+            mode.hdisplay = UInt16(row[1])
+            mode.hsync_start = UInt16(row[2])
+            mode.hsync_end = UInt16(row[3])
+            mode.htotal = UInt16(row[4])
+            mode.hskew = UInt16(row[5])
+            mode.vdisplay = UInt16(row[6])
+            mode.vsync_start = UInt16(row[7])
+            mode.vsync_end = UInt16(row[8])
+            mode.vtotal = UInt16(row[9])
+            mode.vscan = UInt16(row[10])
             mode.vrefresh = row[11]
             mode.flags = row[12]
             mode.type = UInt32(DRM_MODE_TYPE_DRIVER)
@@ -56,11 +63,15 @@ final class KMS {
             return mode
         }
         // drm_set_preferred_mode(connector, 1024, 768): the first match.
-        if let i = modes.firstIndex(where: { $0.hdisplay == 1024 && $0.vdisplay == 768 }) { modes[i].type |= UInt32(DRM_MODE_TYPE_PREFERRED) }
+        if let i = modes.firstIndex(where: { $0.hdisplay == 1024 && $0.vdisplay == 768 }) {
+            modes[i].type |= UInt32(DRM_MODE_TYPE_PREFERRED)
+        }
         self.modes = modes.sorted { a, b in
-            let ap = a.type & UInt32(DRM_MODE_TYPE_PREFERRED) != 0, bp = b.type & UInt32(DRM_MODE_TYPE_PREFERRED) != 0
+            let ap = a.type & UInt32(DRM_MODE_TYPE_PREFERRED) != 0
+            let bp = b.type & UInt32(DRM_MODE_TYPE_PREFERRED) != 0
             if ap != bp { return ap }
-            let aa = Int(a.hdisplay) * Int(a.vdisplay), ba = Int(b.hdisplay) * Int(b.vdisplay)
+            let aa = Int(a.hdisplay) * Int(a.vdisplay)
+            let ba = Int(b.hdisplay) * Int(b.vdisplay)
             if aa != ba { return aa > ba }
             if a.vrefresh != b.vrefresh { return a.vrefresh > b.vrefresh }
             return a.clock > b.clock
@@ -80,7 +91,12 @@ final class KMS {
 
     // MARK: Ioctls
 
-    func ioctl(_ request: UInt, _ argument: UnsafeMutableRawPointer?, _ file: DRMOpenFile, _ context: Context) throws(Errno) -> IoctlOutcome {
+    func ioctl(
+        _ request: UInt,
+        _ argument: UnsafeMutableRawPointer?,
+        _ file: DRMOpenFile,
+        _ context: Context
+    ) throws(Errno) -> IoctlOutcome {
         switch request {
         case DRMIoctl.getResources: return .done(try getResources(argument, file))
         case DRMIoctl.getConnector: return .done(try getConnector(argument, file))
@@ -125,16 +141,27 @@ final class KMS {
         if UInt64(op.height) * UInt64(pitches[0]) + UInt64(offsets[0]) > UInt64(UInt32.max) { throw .outOfRange }
         guard UInt64(pitches[0]) >= UInt64(op.width) * UInt64(cpp) else { throw .invalidArgument }
         if op.flags & UInt32(CDRM_MODE_FB_MODIFIERS) == 0, modifiers.contains(where: { $0 != 0 }) { throw .invalidArgument }
-        for i in 1..<4 where modifiers[i] != 0 || (op.flags & UInt32(CDRM_MODE_FB_MODIFIERS) != 0 && (handles[i] != 0 || pitches[i] != 0 || offsets[i] != 0)) {
+        for i in 1..<4
+        where modifiers[i] != 0
+            || (op.flags & UInt32(CDRM_MODE_FB_MODIFIERS) != 0 && (handles[i] != 0 || pitches[i] != 0 || offsets[i] != 0))
+        {
             throw .invalidArgument
         }
         guard let object = file.handles[handles[0]] else { throw .noSuchFileOrDirectory }
         let needed = UInt64(op.height - 1) * UInt64(pitches[0]) + UInt64(op.width) * UInt64(cpp) + UInt64(offsets[0])
         guard UInt64(object.size) >= needed else { throw .invalidArgument }
-        let framebuffer = SimFramebuffer(device: device, id: device.newID(), width: Int(op.width), height: Int(op.height), format: format,
-                                         objects: [object], pitches: [Int(pitches[0])], offsets: [Int(offsets[0])])
+        let framebuffer = SimFramebuffer(
+            device: device,
+            id: device.newID(),
+            width: Int(op.width),
+            height: Int(op.height),
+            format: format,
+            objects: [object],
+            pitches: [Int(pitches[0])],
+            offsets: [Int(offsets[0])]
+        )
         framebuffer.owner = file
-        framebuffer.get()   // the file's list
+        framebuffer.get()  // the file's list
         device.framebuffers[framebuffer.id] = framebuffer
         file.framebuffers.append(framebuffer.id)
         op.fb_id = framebuffer.id
@@ -145,7 +172,11 @@ final class KMS {
     /// drm_mode_rmfb: ENOENT for a framebuffer this file did not add; one still on a plane is
     /// taken off first (`drm_framebuffer_remove`: the plane, and for the primary plane the
     /// CRTC and its connectors, are turned off).
-    func removeFramebuffer(_ argument: UnsafeMutableRawPointer?, _ file: DRMOpenFile, _ context: Context) throws(Errno) -> IoctlOutcome {
+    func removeFramebuffer(
+        _ argument: UnsafeMutableRawPointer?,
+        _ file: DRMOpenFile,
+        _ context: Context
+    ) throws(Errno) -> IoctlOutcome {
         let id = try UserMemory.load(UInt32.self, from: argument)
         guard let index = file.framebuffers.firstIndex(of: id) else { throw .noSuchFileOrDirectory }
         file.framebuffers.remove(at: index)

@@ -12,14 +12,29 @@ struct KMSObjects {
     let primary, cursor, crtc, display, displayEncoder, writeback, writebackEncoder: UInt32
 
     init(_ device: SimDRMDevice) {
-        type = device.newID(); fbID = device.newID(); crtcID = device.newID()
-        srcX = device.newID(); srcY = device.newID(); srcW = device.newID(); srcH = device.newID()
-        crtcX = device.newID(); crtcY = device.newID(); crtcW = device.newID(); crtcH = device.newID()
-        active = device.newID(); modeID = device.newID()
-        writebackFB = device.newID(); writebackFence = device.newID(); writebackFormats = device.newID()
-        primary = device.newID(); cursor = device.newID(); crtc = device.newID()
-        display = device.newID(); displayEncoder = device.newID()
-        writeback = device.newID(); writebackEncoder = device.newID()
+        type = device.newID()
+        fbID = device.newID()
+        crtcID = device.newID()
+        srcX = device.newID()
+        srcY = device.newID()
+        srcW = device.newID()
+        srcH = device.newID()
+        crtcX = device.newID()
+        crtcY = device.newID()
+        crtcW = device.newID()
+        crtcH = device.newID()
+        active = device.newID()
+        modeID = device.newID()
+        writebackFB = device.newID()
+        writebackFence = device.newID()
+        writebackFormats = device.newID()
+        primary = device.newID()
+        cursor = device.newID()
+        crtc = device.newID()
+        display = device.newID()
+        displayEncoder = device.newID()
+        writeback = device.newID()
+        writebackEncoder = device.newID()
     }
 
     /// Property names, and whether each is atomic-only (hidden from clients without
@@ -112,7 +127,8 @@ struct DisplayState {
 
     /// Whether going from `old` needs a full mode set (`drm_atomic_crtc_needs_modeset`).
     func needsModeset(from old: DisplayState) -> Bool {
-        modeBytes != old.modeBytes || active != old.active || displayOnCRTC != old.displayOnCRTC || writebackOnCRTC != old.writebackOnCRTC
+        modeBytes != old.modeBytes || active != old.active || displayOnCRTC != old.displayOnCRTC
+            || writebackOnCRTC != old.writebackOnCRTC
     }
 }
 

@@ -10,8 +10,14 @@ extension SimulatedDisplayFrontend {
     ///
     /// - Returns: the response; the buffer is kept only if its status is 0.
     @discardableResult
-    public func createBuffer(_ cookie: UInt64, width: Int, height: Int, bitsPerPixel: Int = 32, dataOffset: Int = 0,
-                             sizeOverride: Int? = nil) async throws -> Response {
+    public func createBuffer(
+        _ cookie: UInt64,
+        width: Int,
+        height: Int,
+        bitsPerPixel: Int = 32,
+        dataOffset: Int = 0,
+        sizeOverride: Int? = nil
+    ) async throws -> Response {
         let pitch = (width * bitsPerPixel + 7) / 8
         let size = sizeOverride ?? dataOffset + pitch * height
         let pageCount = max(1, (size + xenPageSize - 1) / xenPageSize)
@@ -19,15 +25,29 @@ extension SimulatedDisplayFrontend {
         let directory = try domain.grantPages(directoryPages, to: backend, access: backendAllocates ? .readWrite : .readOnly)
         let pages = backendAllocates ? [] : try domain.grantPages(pageCount, to: backend)
         try writeDirectory(directory, refs: pages)
-        let response = try await send(0x10, [(8, cookie, 8), (16, UInt64(width), 4), (20, UInt64(height), 4), (24, UInt64(bitsPerPixel), 4),
-                                       (28, UInt64(size), 4), (32, backendAllocates ? 1 : 0, 4), (36, UInt64(directory[0].rawValue), 4),
-                                       (40, UInt64(dataOffset), 4)])
+        let response = try await send(
+            0x10,
+            [
+                (8, cookie, 8), (16, UInt64(width), 4), (20, UInt64(height), 4), (24, UInt64(bitsPerPixel), 4),
+                (28, UInt64(size), 4), (32, backendAllocates ? 1 : 0, 4), (36, UInt64(directory[0].rawValue), 4),
+                (40, UInt64(dataOffset), 4),
+            ]
+        )
         guard response.status == 0 else {
             domain.endAccess(directory + pages)
             return response
         }
-        var buffer = Buffer(cookie: cookie, width: width, height: height, bitsPerPixel: bitsPerPixel, pitch: pitch,
-                            dataOffset: dataOffset, size: size, directory: directory, pages: pages)
+        var buffer = Buffer(
+            cookie: cookie,
+            width: width,
+            height: height,
+            bitsPerPixel: bitsPerPixel,
+            pitch: pitch,
+            dataOffset: dataOffset,
+            size: size,
+            directory: directory,
+            pages: pages
+        )
         if backendAllocates {
             buffer.backendRefs = try readDirectory(directory, count: pageCount)
             let device = try gntdevice()
@@ -44,7 +64,10 @@ extension SimulatedDisplayFrontend {
             var words = [next]
             let first = index * Self.refsPerDirectoryPage
             if first < refs.count { words += refs[first..<min(refs.count, first + Self.refsPerDirectoryPage)].map(\.rawValue) }
-            try domain.write(words.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (8 * UInt32($0))) } }, toGrant: page)
+            try domain.write(
+                words.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (8 * UInt32($0))) } },
+                toGrant: page
+            )
         }
     }
 
@@ -72,7 +95,8 @@ extension SimulatedDisplayFrontend {
         var bytes = [UInt8](repeating: 0, count: buffer.size)
         for y in 0..<buffer.height {
             for x in 0..<buffer.width {
-                let value = pixel(x, y), at = buffer.dataOffset + y * buffer.pitch + x * 4
+                let value = pixel(x, y)
+                let at = buffer.dataOffset + y * buffer.pitch + x * 4
                 for b in 0..<4 { bytes[at + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(b))) }
             }
         }
@@ -88,16 +112,33 @@ extension SimulatedDisplayFrontend {
 
     /// `FB_ATTACH` of a whole buffer as XRGB8888.
     @discardableResult
-    public func attachFramebuffer(_ cookie: UInt64, to buffer: UInt64, width: Int, height: Int,
-                                  format: UInt32 = 0x3432_5258) async throws -> Response {
-        try await send(0x12, [(8, buffer, 8), (16, cookie, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(format), 4)])
+    public func attachFramebuffer(
+        _ cookie: UInt64,
+        to buffer: UInt64,
+        width: Int,
+        height: Int,
+        format: UInt32 = 0x3432_5258
+    ) async throws -> Response {
+        try await send(
+            0x12,
+            [(8, buffer, 8), (16, cookie, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(format), 4)]
+        )
     }
 
     /// `SET_CONFIG` on `connector`'s ring (framebuffer 0: off).
     @discardableResult
-    public func setConfiguration(connector: Int, framebuffer: UInt64, width: Int, height: Int, bitsPerPixel: Int = 32) async throws -> Response {
-        try await send(0x14, [(8, framebuffer, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(bitsPerPixel), 4)],
-                 connector: connector)
+    public func setConfiguration(
+        connector: Int,
+        framebuffer: UInt64,
+        width: Int,
+        height: Int,
+        bitsPerPixel: Int = 32
+    ) async throws -> Response {
+        try await send(
+            0x14,
+            [(8, framebuffer, 8), (24, UInt64(width), 4), (28, UInt64(height), 4), (32, UInt64(bitsPerPixel), 4)],
+            connector: connector
+        )
     }
 
     /// `PG_FLIP` on `connector`'s ring.

@@ -24,8 +24,12 @@ extension SimulatedDisplayFrontend {
             var requestChannel: EventChannel?
             var eventChannel: EventChannel?
             var responses: EventChannelNotifications.Iterator
-            init(ring: consuming FrontRing<DisplaySlot, DisplaySlot>, events: consuming EventPageReader<DisplaySlot>,
-                 requestChannel: consuming EventChannel, eventChannel: consuming EventChannel) {
+            init(
+                ring: consuming FrontRing<DisplaySlot, DisplaySlot>,
+                events: consuming EventPageReader<DisplaySlot>,
+                requestChannel: consuming EventChannel,
+                eventChannel: consuming EventChannel
+            ) {
                 responses = requestChannel.notifications.makeAsyncIterator()
                 self.ring = consume ring
                 self.events = consume events
@@ -85,8 +89,13 @@ extension SimulatedDisplayFrontend {
     /// A frontend of device `id` in `domain` that reaches the backend through XenStore, rings and
     /// event channels on the simulated Xen (the device must exist: `XenSimulation.addDevice`,
     /// with `be-alloc` and `N/resolution` among its frontend entries, as libxl writes them).
-    public static func connect(domain: SimulatedDomain, backendAllocates: Bool, connectors: Int = 1, id: Int = 0,
-                               timeout: Duration = .seconds(30)) async throws -> (SimulatedDisplayFrontend, Connection) {
+    public static func connect(
+        domain: SimulatedDomain,
+        backendAllocates: Bool,
+        connectors: Int = 1,
+        id: Int = 0,
+        timeout: Duration = .seconds(30)
+    ) async throws -> (SimulatedDisplayFrontend, Connection) {
         let system = domain.system
         let store = try XenStore(on: system)
         let device = try await FrontendDevice(type: "vdispl", id: id, store: store)
@@ -102,7 +111,9 @@ extension SimulatedDisplayFrontend {
             published["\(index)/evt-ring-ref"] = "\(events.refs[0].rawValue)"
             published["\(index)/req-event-channel"] = "\(requestChannel.port)"
             published["\(index)/evt-event-channel"] = "\(eventChannel.port)"
-            connection.connectors.append(.init(ring: ring, events: events, requestChannel: requestChannel, eventChannel: eventChannel))
+            connection.connectors.append(
+                .init(ring: ring, events: events, requestChannel: requestChannel, eventChannel: eventChannel)
+            )
         }
         do {
             try await device.connect(publishing: published, timeout: timeout)

@@ -54,7 +54,12 @@ public final class SimulatedDisplayFrontend {
     }
     var gntdev: GrantDevice?
 
-    public init(domain: SimulatedDomain, backend: DomainID, backendAllocates: Bool, transport: @escaping Transport = { _, _ in [] }) {
+    public init(
+        domain: SimulatedDomain,
+        backend: DomainID,
+        backendAllocates: Bool,
+        transport: @escaping Transport = { _, _ in [] }
+    ) {
         self.domain = domain
         self.backend = backend
         self.backendAllocates = backendAllocates
@@ -66,7 +71,9 @@ public final class SimulatedDisplayFrontend {
     /// A request slot: `id`, `operation`, then little-endian fields at their displif offsets.
     public static func slot(id: UInt16, operation: UInt8, _ fields: [(offset: Int, value: UInt64, width: Int)]) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 64)
-        bytes[0] = UInt8(id & 0xff); bytes[1] = UInt8(id >> 8); bytes[2] = operation
+        bytes[0] = UInt8(id & 0xff)
+        bytes[1] = UInt8(id >> 8)
+        bytes[2] = operation
         for field in fields {
             for i in 0..<field.width { bytes[field.offset + i] = UInt8(truncatingIfNeeded: field.value >> (8 * UInt64(i))) }
         }
@@ -91,13 +98,21 @@ public final class SimulatedDisplayFrontend {
     /// Sends `operation` with `fields` on `connector`'s ring, as the driver does: the next id of
     /// that ring; a response whose id or operation differs is a protocol error.
     @discardableResult
-    public func send(_ operation: UInt8, _ fields: [(offset: Int, value: UInt64, width: Int)], connector: Int = 0) async throws -> Response {
+    public func send(
+        _ operation: UInt8,
+        _ fields: [(offset: Int, value: UInt64, width: Int)],
+        connector: Int = 0
+    ) async throws -> Response {
         let id = nextRequestID[connector, default: 0]
         nextRequestID[connector] = id &+ 1
         let reply = try await transport(Self.slot(id: id, operation: operation, fields), connector)
         guard reply.count >= 12 else { throw SimulatedDisplayError("a \(reply.count)-byte response") }
-        let response = Response(id: UInt16(reply[0]) | UInt16(reply[1]) << 8, operation: reply[2],
-                                status: Int32(bitPattern: Self.u32(reply, 4)), edidSize: Self.u32(reply, 8))
+        let response = Response(
+            id: UInt16(reply[0]) | UInt16(reply[1]) << 8,
+            operation: reply[2],
+            status: Int32(bitPattern: Self.u32(reply, 4)),
+            edidSize: Self.u32(reply, 8)
+        )
         guard response.id == id, response.operation == operation else {
             throw SimulatedDisplayError("response id \(response.id) op \(response.operation) for request \(id) op \(operation)")
         }
@@ -109,7 +124,10 @@ public final class SimulatedDisplayFrontend {
         let id = UInt16(slot[0]) | UInt16(slot[1]) << 8
         let expected = expectedEventID[connector, default: 0]
         expectedEventID[connector] = expected &+ 1
-        guard id == expected else { eventsDropped += 1; return }
+        guard id == expected else {
+            eventsDropped += 1
+            return
+        }
         if slot[2] == 0 { flipsCompleted[connector, default: []].append(Self.u64(slot, 8)) }
     }
 

@@ -106,7 +106,7 @@ final class DmaBufFile: OpenFile {
         info.st_blksize = 4096
         info.st_nlink = 1
         info.st_ino = inode
-        info.st_dev = 12   // the dmabuf pseudo filesystem
+        info.st_dev = 12  // the dmabuf pseudo filesystem
         return info
     }
 

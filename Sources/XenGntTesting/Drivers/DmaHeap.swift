@@ -19,8 +19,8 @@ struct DmaHeapDevice: KernelDriver {
 
 /// An open DMA heap.
 final class DmaHeapFile: DeviceFile {
-    private static let ioctlWrite: UInt = 1 << 30   // _IOC_WRITE: user to kernel
-    private static let ioctlRead: UInt = 2 << 30    // _IOC_READ: kernel to user
+    private static let ioctlWrite: UInt = 1 << 30  // _IOC_WRITE: user to kernel
+    private static let ioctlRead: UInt = 2 << 30  // _IOC_READ: kernel to user
 
     override func decode(_ request: UInt) -> SimulatedIoctl? {
         request == Request.dmaHeapAlloc ? .dmaHeapAlloc : nil
@@ -39,7 +39,9 @@ final class DmaHeapFile: DeviceFile {
         var data = dma_heap_allocation_data()
         if inSize > 0 {
             let source = try UserMemory.check(argument, bytes: inSize)
-            withUnsafeMutableBytes(of: &data) { $0.copyMemory(from: UnsafeRawBufferPointer(start: source, count: min(inSize, size))) }
+            withUnsafeMutableBytes(of: &data) {
+                $0.copyMemory(from: UnsafeRawBufferPointer(start: source, count: min(inSize, size)))
+            }
         }
         let buffer = try allocate(data)
         let fd = try context.machine.newDescriptor(size: buffer.size)

@@ -56,7 +56,7 @@ final class EvtchnFile: DeviceFile, EventSink {
         case EvtchnRequest.bindInterdomain:
             let op = try UserMemory.load(ioctl_evtchn_bind_interdomain.self, from: argument)
             guard op.remote_domain <= UInt32(UInt16.max), let remote = context.hypervisor.domains[UInt16(op.remote_domain)],
-                  remote.isAlive
+                remote.isAlive
             else { throw .noSuchProcess }
             guard let port = context.hypervisor.bindInterdomain(domain, remote: remote, remotePort: op.remote_port) else {
                 throw .invalidArgument

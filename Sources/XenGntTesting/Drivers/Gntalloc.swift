@@ -97,8 +97,12 @@ final class GntallocFile: DeviceFile {
         UserMemory.store(index, at: argument, offset: MemoryLayout<ioctl_gntalloc_alloc_gref>.offset(of: \.index)!)
         // copy_to_user of the ids comes last: if it faults the pages stay allocated in this
         // file (the kernel cannot take them back safely), and the caller gets EFAULT.
-        let ids = try UserMemory.array(of: UInt32.self, at: argument!,
-                                       offset: MemoryLayout<ioctl_gntalloc_alloc_gref>.offset(of: \.gref_ids)!, count: count)
+        let ids = try UserMemory.array(
+            of: UInt32.self,
+            at: argument!,
+            offset: MemoryLayout<ioctl_gntalloc_alloc_gref>.offset(of: \.gref_ids)!,
+            count: count
+        )
         for (i, gref) in grefs.enumerated() { ids[i] = gref.entry.ref }
         return 0
     }
@@ -106,7 +110,7 @@ final class GntallocFile: DeviceFile {
     /// `find_grefs`: `count` consecutive pages of the file starting at byte `index`.
     private func findGrefs(index: UInt64, count: Int) -> Range<Int>? {
         guard count > 0, let start = grefs.firstIndex(where: { $0.fileIndex == index }),
-              count <= grefs.count - start
+            count <= grefs.count - start
         else { return nil }
         for offset in 0..<count where grefs[start + offset].fileIndex != index &+ UInt64(offset * xenPageSize) {
             return nil
@@ -156,7 +160,9 @@ final class GntallocFile: DeviceFile {
         let (byteOffset, overflow) = request.pageOffset.multipliedReportingOverflow(by: UInt64(xenPageSize))
         guard !overflow, let run = findGrefs(index: byteOffset, count: request.pages) else { throw .noSuchFileOrDirectory }
         if kernel.selfMapCorrupted {
-            kernel.oops("BUG: kernel NULL pointer dereference in __get_locked_pte (vm_insert_page from gntalloc_mmap) after a self-map (lab pvh-self-map)")
+            kernel.oops(
+                "BUG: kernel NULL pointer dereference in __get_locked_pte (vm_insert_page from gntalloc_mmap) after a self-map (lab pvh-self-map)"
+            )
             throw .badAddress
         }
         let mapped = Array(grefs[run])

@@ -36,8 +36,12 @@ extension GntdevFile {
     /// gntdev_grant_copy_seg: local to local is refused; a grant side may not cross its page.
     private static func check(_ segment: ioctl_gntdev_grant_copy_segment) throws(Errno) {
         if segment.flags & (sourceGref | destinationGref) == 0 { throw .invalidArgument }
-        if segment.flags & sourceGref != 0, Int(segment.source.foreign.offset) + Int(segment.len) > xenPageSize { throw .invalidArgument }
-        if segment.flags & destinationGref != 0, Int(segment.dest.foreign.offset) + Int(segment.len) > xenPageSize { throw .invalidArgument }
+        if segment.flags & sourceGref != 0, Int(segment.source.foreign.offset) + Int(segment.len) > xenPageSize {
+            throw .invalidArgument
+        }
+        if segment.flags & destinationGref != 0, Int(segment.dest.foreign.offset) + Int(segment.len) > xenPageSize {
+            throw .invalidArgument
+        }
     }
 
     private func copy(_ segment: ioctl_gntdev_grant_copy_segment, _ context: Context) throws(Errno) -> GrantStatus {

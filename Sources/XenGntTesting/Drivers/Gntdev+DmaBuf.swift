@@ -33,14 +33,19 @@ extension GntdevFile {
         try checkCount(op.count, context)
         // Lab case `export-bad-input`: both DMA flags are refused; an undefined bit is silently
         // ignored.
-        let wc = UInt32(GNTDEV_DMA_FLAG_WC), coherent = UInt32(GNTDEV_DMA_FLAG_COHERENT)
+        let wc = UInt32(GNTDEV_DMA_FLAG_WC)
+        let coherent = UInt32(GNTDEV_DMA_FLAG_COHERENT)
         if op.flags & wc != 0, op.flags & coherent != 0 { throw .invalidArgument }
         // An x86 PVH/HVM kernel without the lab's patch maps exports with GNTMAP_device_map,
         // which Xen refuses for auto-translated guests: every export fails
         // (Documentation/Lab.md, "The kernel patch").
         if domain.type != .arm, !context.configuration.x86ExportFix { throw .invalidArgument }
-        let refs = try UserMemory.array(of: UInt32.self, at: argument!,
-                                        offset: MemoryLayout<ioctl_gntdev_dmabuf_exp_from_refs>.offset(of: \.refs)!, count: Int(op.count))
+        let refs = try UserMemory.array(
+            of: UInt32.self,
+            at: argument!,
+            offset: MemoryLayout<ioctl_gntdev_dmabuf_exp_from_refs>.offset(of: \.refs)!,
+            count: Int(op.count)
+        )
         let grants = refs.map { (domid: op.domid, ref: $0) }
         // Export always maps writable (lab `export-read-only-grant`).
         guard let mapped = context.hypervisor.map(grants, by: domain, writable: true) else { throw .invalidArgument }
@@ -56,7 +61,11 @@ extension GntdevFile {
         // The export holds its gntdev file open.
         hold()
         exports.insert(ExportRecord(fdNumber: fd, buffer: buffer), at: 0)
-        UserMemory.store(UInt32(bitPattern: fd), at: argument, offset: MemoryLayout<ioctl_gntdev_dmabuf_exp_from_refs>.offset(of: \.fd)!)
+        UserMemory.store(
+            UInt32(bitPattern: fd),
+            at: argument,
+            offset: MemoryLayout<ioctl_gntdev_dmabuf_exp_from_refs>.offset(of: \.fd)!
+        )
         return 0
     }
 
@@ -92,8 +101,12 @@ extension GntdevFile {
         }
         // Lab `import-bad-input`: the count must match the buffer.
         if buffer.size != Int(op.count) * xenPageSize { throw .invalidArgument }
-        let out = try UserMemory.array(of: UInt32.self, at: argument!,
-                                       offset: MemoryLayout<ioctl_gntdev_dmabuf_imp_to_refs>.offset(of: \.refs)!, count: Int(op.count))
+        let out = try UserMemory.array(
+            of: UInt32.self,
+            at: argument!,
+            offset: MemoryLayout<ioctl_gntdev_dmabuf_imp_to_refs>.offset(of: \.refs)!,
+            count: Int(op.count)
+        )
         // The domid is not checked (lab `import-bad-input`); gnttab takes a domid_t. A full
         // grant table is ENOSPC (dmabuf_imp_grant_foreign_access).
         let grantee = UInt16(truncatingIfNeeded: op.domid)

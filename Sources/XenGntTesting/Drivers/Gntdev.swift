@@ -97,8 +97,12 @@ final class GntdevFile: DeviceFile {
     private func mapGrantRef(_ argument: UnsafeMutableRawPointer?, _ context: Context) throws(Errno) -> Int32 {
         let op = try UserMemory.load(ioctl_gntdev_map_grant_ref.self, from: argument)
         try checkCount(op.count, context)
-        let refs = try UserMemory.array(of: ioctl_gntdev_grant_ref.self, at: argument!,
-                                        offset: MemoryLayout<ioctl_gntdev_map_grant_ref>.offset(of: \.refs)!, count: Int(op.count))
+        let refs = try UserMemory.array(
+            of: ioctl_gntdev_grant_ref.self,
+            at: argument!,
+            offset: MemoryLayout<ioctl_gntdev_map_grant_ref>.offset(of: \.refs)!,
+            count: Int(op.count)
+        )
         let grants = refs.map { (domid: $0.domid, ref: $0.ref) }
         // gntdev_add_map: the first gap that fits (strictly) in index order.
         var index: UInt64 = 0
@@ -177,7 +181,9 @@ final class GntdevFile: DeviceFile {
         } else {
             map.readOnly = !request.writable
         }
-        guard let mapped = context.hypervisor.map(map.grants, by: domain, writable: request.writable) else { throw .invalidArgument }
+        guard let mapped = context.hypervisor.map(map.grants, by: domain, writable: request.writable) else {
+            throw .invalidArgument
+        }
         let address: UnsafeMutableRawPointer
         do throws(Errno) {
             address = try mapPages(try shownPages(of: mapped), protection: request.protection)

@@ -13,8 +13,10 @@ struct UdmabufDevice: KernelDriver {
     var nodes: [DeviceNode] { [DeviceNode(path: Paths.udmabuf, major: 10, minor: 125)] }
 
     func attributes(of kernel: DomainKernel) -> [String: String] {
-        [Self.sizeLimitPath: "\(kernel.configuration.udmabufSizeLimitMB)\n",
-         Self.listLimitPath: "\(kernel.configuration.udmabufListLimit)\n"]
+        [
+            Self.sizeLimitPath: "\(kernel.configuration.udmabufSizeLimitMB)\n",
+            Self.listLimitPath: "\(kernel.configuration.udmabufListLimit)\n",
+        ]
     }
 
     func open(_ node: DeviceNode, flags: Int32, _ context: Context) throws(Errno) -> OpenFile {
@@ -49,8 +51,12 @@ final class UdmabufFile: DeviceFile {
             if UInt64(head.count) > UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: context.configuration.udmabufListLimit))) {
                 throw .invalidArgument
             }
-            let items = try UserMemory.array(of: udmabuf_create_item.self, at: argument!,
-                                             offset: MemoryLayout<udmabuf_create_list>.size, count: Int(head.count))
+            let items = try UserMemory.array(
+                of: udmabuf_create_item.self,
+                at: argument!,
+                offset: MemoryLayout<udmabuf_create_list>.size,
+                count: Int(head.count)
+            )
             return .done(try create(items.map { $0 }, context))
         default:
             throw .inappropriateIOCTLForDevice
@@ -82,11 +88,16 @@ final class UdmabufFile: DeviceFile {
             case .host: break
             default: throw Self.notAMemfd
             }
-            guard let seals = try? HostCalls.fcntl(memfd, command: Int32(CXG_F_GET_SEALS), argument: 0) else { throw Self.notAMemfd }
-            if seals & Int32(CXG_F_SEAL_SHRINK) == 0 || seals & (Int32(CXG_F_SEAL_WRITE) | Self.sealFutureWrite) != 0 { throw .invalidArgument }
+            guard let seals = try? HostCalls.fcntl(memfd, command: Int32(CXG_F_GET_SEALS), argument: 0) else {
+                throw Self.notAMemfd
+            }
+            if seals & Int32(CXG_F_SEAL_SHRINK) == 0 || seals & (Int32(CXG_F_SEAL_WRITE) | Self.sealFutureWrite) != 0 {
+                throw .invalidArgument
+            }
             // shmem_read_mapping_page past the end of the file: EINVAL.
             let filePages = UInt64(max(try HostCalls.fstat(memfd).st_size, 0)) >> 12
-            let first = item.offset >> 12, count = item.size >> 12
+            let first = item.offset >> 12
+            let count = item.size >> 12
             guard first <= filePages, count <= filePages - first else { throw .invalidArgument }
             // A new open file description of the same memfd: the dma-buf's pages alias the
             // caller's memfd, in and out of the seam, after the caller closes it.

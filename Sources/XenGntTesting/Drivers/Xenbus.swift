@@ -25,8 +25,12 @@ struct XenstoredSocket: SocketEndpoint {
     var path: String { Self.path }
 
     func connect(_ context: Context) throws(Errno) -> OpenFile {
-        XenStoreFile(kernel: context.kernel, node: DeviceNode(path: Self.path, major: 0, minor: 0),
-                     daemon: context.machine.xenstored, viaKernel: false)
+        XenStoreFile(
+            kernel: context.kernel,
+            node: DeviceNode(path: Self.path, major: 0, minor: 0),
+            daemon: context.machine.xenstored,
+            viaKernel: false
+        )
     }
 }
 
@@ -102,9 +106,14 @@ final class XenStoreFile: DeviceFile {
                 return buffer.count
             }
             guard input.count >= header + length else { break }
-            let words = input.withUnsafeBytes { raw in (0..<3).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self) } }
-            let message = XenStoreMessage(type: words[0], requestID: words[1], transactionID: words[2],
-                                          payload: Array(input[header..<(header + length)]))
+            let words = input.withUnsafeBytes { raw in (0..<3).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self) }
+            }
+            let message = XenStoreMessage(
+                type: words[0],
+                requestID: words[1],
+                transactionID: words[2],
+                payload: Array(input[header..<(header + length)])
+            )
             // The kernel acts on one message per write and drops what follows it.
             input = viaKernel ? [] : Array(input[(header + length)...])
             try process(message)

@@ -141,7 +141,13 @@ enum HostCalls {
     // MARK: Memory
 
     /// Maps `length` bytes of `fd` anywhere, as the caller asked (a passthrough mmap).
-    static func mmap(length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+    static func mmap(
+        length: Int,
+        protection: Int32,
+        flags: Int32,
+        fd: Int32,
+        offset: Int64
+    ) throws(Errno) -> UnsafeMutableRawPointer {
         guard let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset)), address != MAP_FAILED else {
             throw Errno(rawValue: errno)
         }
@@ -154,7 +160,13 @@ enum HostCalls {
     }
 
     /// Maps `length` bytes of `fd` at `offset` over `address` (`MAP_FIXED | MAP_SHARED`).
-    static func mapShared(at address: UnsafeMutableRawPointer, length: Int, protection: Int32, fd: Int32, offset: Int) throws(Errno) {
+    static func mapShared(
+        at address: UnsafeMutableRawPointer,
+        length: Int,
+        protection: Int32,
+        fd: Int32,
+        offset: Int
+    ) throws(Errno) {
         let mapped = Glibc.mmap(address, length, protection, MAP_FIXED | MAP_SHARED, fd, off_t(offset))
         if mapped == MAP_FAILED { throw Errno(rawValue: errno) }
     }

@@ -94,8 +94,10 @@ struct XenSysfs: KernelDriver {
         let type = kernel.domain.type == .arm ? "HVM" : kernel.domain.type.rawValue
         // xenfs's /proc/xen/capabilities: "control_d" in Dom0, empty elsewhere (what XenGntDRM
         // reads to tell a PV DomU from a PV Dom0; lab `drm-vgem-share-pv`).
-        return [Paths.hypervisorType: "xen\n", Paths.guestType: type + "\n",
-                "/proc/xen/capabilities": kernel.domain.id == 0 ? "control_d\n" : ""]
+        return [
+            Paths.hypervisorType: "xen\n", Paths.guestType: type + "\n",
+            "/proc/xen/capabilities": kernel.domain.id == 0 ? "control_d\n" : "",
+        ]
     }
 }
 
@@ -108,7 +110,7 @@ extension stat {
         info.st_nlink = 1
         info.st_blksize = 4096
         info.st_ino = UInt(node.major) << 20 | UInt(node.minor)
-        info.st_dev = 5   // devtmpfs
+        info.st_dev = 5  // devtmpfs
         return info
     }
 }

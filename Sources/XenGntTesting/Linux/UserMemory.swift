@@ -17,7 +17,12 @@ enum UserMemory {
 
     /// `count` elements of `T` at `offset` bytes past `address` (a flexible array member),
     /// checked as one range.
-    static func array<T>(of type: T.Type, at address: UnsafeMutableRawPointer, offset: Int, count: Int) throws(Errno) -> UserArray<T> {
+    static func array<T>(
+        of type: T.Type,
+        at address: UnsafeMutableRawPointer,
+        offset: Int,
+        count: Int
+    ) throws(Errno) -> UserArray<T> {
         let (bytes, overflow) = MemoryLayout<T>.stride.multipliedReportingOverflow(by: count)
         if overflow { throw .badAddress }
         let (start, wrapped) = UInt(bitPattern: address).addingReportingOverflow(UInt(offset))

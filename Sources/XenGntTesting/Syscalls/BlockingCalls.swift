@@ -31,24 +31,40 @@ extension XenSimulation {
                     case .bytes(let count):
                         return .done(count)
                     case .wouldBlock:
-                        if try HostCalls.fcntl(fd, command: F_GETFL, argument: 0) & O_NONBLOCK != 0 { throw .resourceTemporarilyUnavailable }
-                        return .wait(try HostCalls.dup(fd), death: try context.process.deathEventfd(), process: UncheckedBox(context.process))
+                        if try HostCalls.fcntl(fd, command: F_GETFL, argument: 0) & O_NONBLOCK != 0 {
+                            throw .resourceTemporarilyUnavailable
+                        }
+                        return .wait(
+                            try HostCalls.dup(fd),
+                            death: try context.process.deathEventfd(),
+                            process: UncheckedBox(context.process)
+                        )
                     }
                 }
-                return .host(try HostCalls.dup(fd), death: try context.process.deathEventfd(), process: UncheckedBox(context.process))
+                return .host(
+                    try HostCalls.dup(fd),
+                    death: try context.process.deathEventfd(),
+                    process: UncheckedBox(context.process)
+                )
             }
             call = nil
             switch step {
             case .done(let count):
                 return count
             case .host(let copy, let death, let process):
-                defer { try? HostCalls.close(copy); _ = process }
+                defer {
+                    try? HostCalls.close(copy)
+                    _ = process
+                }
                 if try HostCalls.fcntl(copy, command: F_GETFL, argument: 0) & O_NONBLOCK == 0 {
                     try waitReadable(copy, death: death)
                 }
                 return try HostCalls.read(copy, into: buffer)
             case .wait(let copy, let death, let process):
-                defer { try? HostCalls.close(copy); _ = process }
+                defer {
+                    try? HostCalls.close(copy)
+                    _ = process
+                }
                 try waitReadable(copy, death: death)
             }
         }
@@ -63,7 +79,10 @@ extension XenSimulation {
         case .done(let count):
             return count
         case .host(let copy, _, let process), .wait(let copy, _, let process):
-            defer { try? HostCalls.close(copy); _ = process }
+            defer {
+                try? HostCalls.close(copy)
+                _ = process
+            }
             return try HostCalls.write(copy, from: buffer)
         }
     }
@@ -138,7 +157,12 @@ private struct PollPlan {
 
 extension XenSimulation {
     /// `enter`, with the fault check only on the first pass of a call that waits and retries.
-    fileprivate func enter<T>(_ serial: ProcessName, _ call: (Context) -> SimulatedCall, check: Bool, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
+    fileprivate func enter<T>(
+        _ serial: ProcessName,
+        _ call: (Context) -> SimulatedCall,
+        check: Bool,
+        _ body: (Context) throws(Errno) -> T
+    ) throws(Errno) -> T {
         if check { return try enter(serial, call, body) }
         return try machine.withLock { (machine) throws(Errno) -> UncheckedBox<T> in
             UncheckedBox(try body(try machine.context(of: serial)))

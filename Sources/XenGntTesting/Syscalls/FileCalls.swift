@@ -16,7 +16,8 @@ extension Context {
             throw .noSuchFileOrDirectory
         }
         let file = try driver.open(node, flags: flags, self)
-        let fd = try file.isHostBacked
+        let fd =
+            try file.isHostBacked
             ? HostCalls.open(path, flags: flags)
             : machine.newDescriptor(nonBlocking: flags & O_NONBLOCK != 0)
         install(fd, file)

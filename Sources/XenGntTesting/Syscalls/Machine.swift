@@ -124,7 +124,8 @@ final class Machine: @unchecked Sendable {
     }
 
     func takeFault(_ call: SimulatedCall, domain: UInt16) -> Errno? {
-        for i in faults.indices where faults[i].remaining > 0 && faults[i].call.matches(call) && (faults[i].domain ?? domain) == domain {
+        for i in faults.indices
+        where faults[i].remaining > 0 && faults[i].call.matches(call) && (faults[i].domain ?? domain) == domain {
             faults[i].remaining -= 1
             let errno = faults[i].errno
             faults.removeAll { $0.remaining <= 0 }

@@ -31,7 +31,8 @@ struct ProcessSystemCalls: SystemCalls {
     }
 
     func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        let outcome = try simulation.enter(serial, { context in .ioctl(context.decode(fd, request)) }) { (context) throws(Errno) in
+        let outcome = try simulation.enter(serial, { context in .ioctl(context.decode(fd, request)) }) {
+            (context) throws(Errno) in
             try context.ioctl(fd, request, argument)
         }
         switch outcome {
@@ -81,7 +82,9 @@ struct ProcessSystemCalls: SystemCalls {
     }
 
     func fcntl(_ fd: Int32, command: Int32, argument: Int32) throws(Errno) -> Int32 {
-        try simulation.enter(serial, .fcntl) { (context) throws(Errno) in try context.fcntl(fd, command: command, argument: argument) }
+        try simulation.enter(serial, .fcntl) { (context) throws(Errno) in
+            try context.fcntl(fd, command: command, argument: argument)
+        }
     }
 
     func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
@@ -122,7 +125,11 @@ extension XenSimulation {
 
     /// As above, with the call decided from the context (an ioctl is decoded by the driver of
     /// the file it is sent to).
-    func enter<T>(_ serial: ProcessName, _ call: (Context) -> SimulatedCall, _ body: (Context) throws(Errno) -> T) throws(Errno) -> T {
+    func enter<T>(
+        _ serial: ProcessName,
+        _ call: (Context) -> SimulatedCall,
+        _ body: (Context) throws(Errno) -> T
+    ) throws(Errno) -> T {
         try machine.withLock { (machine) throws(Errno) -> UncheckedBox<T> in
             let context = try machine.context(of: serial)
             if let fault = machine.takeFault(call(context), domain: context.domain.id) { throw fault }

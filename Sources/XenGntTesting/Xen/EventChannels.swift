@@ -52,7 +52,8 @@ extension Hypervisor {
         local.sent += 1
         domain.ports[port] = local
         if let remoteDomain = local.remoteDomain, let remotePort = local.remotePort,
-           let peer = domains[remoteDomain], peer.isAlive {
+            let peer = domains[remoteDomain], peer.isAlive
+        {
             peer.ports[remotePort]?.received += 1
             raise(remotePort, of: peer)
         }
@@ -71,7 +72,8 @@ extension Hypervisor {
         guard let local = domain.ports[port] else { return }
         domain.ports[port] = nil
         if let remoteDomain = local.remoteDomain, let remotePort = local.remotePort,
-           let peer = domains[remoteDomain], peer.ports[remotePort]?.remotePort == port {
+            let peer = domains[remoteDomain], peer.ports[remotePort]?.remotePort == port
+        {
             peer.ports[remotePort]?.remotePort = nil
         }
     }

@@ -44,11 +44,11 @@ final class Hypervisor {
         mapped.reserveCapacity(grants.count)
         for grant in grants {
             guard grant.domid <= UInt32(UInt16.max),
-                  let owner = domains[UInt16(grant.domid)], owner.isAlive,
-                  Int(grant.ref) < owner.grantTable.size,
-                  let entry = owner.grantTable[grant.ref], !entry.endRequested,
-                  entry.grantee == mapper.id,
-                  !(writable && entry.readOnly)
+                let owner = domains[UInt16(grant.domid)], owner.isAlive,
+                Int(grant.ref) < owner.grantTable.size,
+                let entry = owner.grantTable[grant.ref], !entry.endRequested,
+                entry.grantee == mapper.id,
+                !(writable && entry.readOnly)
             else {
                 unmap(mapped)
                 return nil
@@ -93,7 +93,7 @@ final class Hypervisor {
         guard let owner = domains[domid], owner.isAlive else { return .failed(.badDomain) }
         guard Int(ref) < owner.grantTable.size else { return .failed(.badGrantRef) }
         guard let entry = owner.grantTable[ref], !entry.endRequested, entry.grantee == mapper.id,
-              !(writing && entry.readOnly)
+            !(writing && entry.readOnly)
         else { return .failed(.generalError) }
         return .page(entry.page)
     }

@@ -115,8 +115,13 @@ func mapPages(_ pages: [Page], protection: Int32) throws(Errno) -> UnsafeMutable
             end += 1
         }
         do throws(Errno) {
-            try HostCalls.mapShared(at: base + start * xenPageSize, length: (end - start) * xenPageSize, protection: protection,
-                                    fd: pages[start].memory.fd, offset: pages[start].byteOffset)
+            try HostCalls.mapShared(
+                at: base + start * xenPageSize,
+                length: (end - start) * xenPageSize,
+                protection: protection,
+                fd: pages[start].memory.fd,
+                offset: pages[start].byteOffset
+            )
         } catch {
             try? HostCalls.munmap(base, length: length)
             throw error

@@ -5,7 +5,11 @@ import XenGntBackend
 extension XenStoreDaemon {
     /// A privileged connection no watch is registered on, for the toolstack's writes.
     private var toolstack: Scope {
-        Scope(daemon: self, connection: XenStoreConnectionState(domain: 0, privileged: true, viaKernel: false) {}, transaction: nil)
+        Scope(
+            daemon: self,
+            connection: XenStoreConnectionState(domain: 0, privileged: true, viaKernel: false) {},
+            transaction: nil
+        )
     }
 
     /// The domain's home and the nodes it may write, with libxl's permissions: the home,
@@ -27,8 +31,10 @@ extension XenStoreDaemon {
         node("\(home)/name", domain == 0 ? "Domain-0" : "domain-\(domain)", permissions: readOnly)
         guard domain != 0 else { return }
         for name in ["cpu", "memory", "device", "control"] { node("\(home)/\(name)", permissions: readOnly) }
-        for name in ["device/suspend/event-channel", "control/shutdown", "control/feature-poweroff", "control/feature-reboot",
-                     "control/feature-suspend", "control/sysrq", "data", "drivers", "feature", "attr", "error"] {
+        for name in [
+            "device/suspend/event-channel", "control/shutdown", "control/feature-poweroff", "control/feature-reboot",
+            "control/feature-suspend", "control/sysrq", "data", "drivers", "feature", "attr", "error",
+        ] {
             node("\(home)/\(name)", permissions: readWrite)
         }
         kernelWatches[domain] = 5

@@ -16,9 +16,14 @@ final class XenStoreTransactionState {
 extension XenStoreDaemon {
     // MARK: Watches
 
-    func addWatch(_ strings: [String], _ connection: XenStoreConnectionState, then: inout [XenStoreMessage]) throws(XenStoreFailure) -> [UInt8] {
+    func addWatch(
+        _ strings: [String],
+        _ connection: XenStoreConnectionState,
+        then: inout [XenStoreMessage]
+    ) throws(XenStoreFailure) -> [UInt8] {
         guard strings.count >= 2 else { throw .invalid }
-        let given = strings[0], token = strings[1]
+        let given = strings[0]
+        let token = strings[1]
         let path: String
         let relative: Bool
         if given.hasPrefix("@") {
@@ -67,7 +72,9 @@ extension XenStoreDaemon {
         }
         for connection in connections {
             if path.hasPrefix("@") {
-                guard let special = specialPermissions[path], access(connection, special) & XenStoreAccess.read != 0 else { continue }
+                guard let special = specialPermissions[path], access(connection, special) & XenStoreAccess.read != 0 else {
+                    continue
+                }
             } else if !mayLearn(connection, path, oldPermissions) {
                 continue
             }
@@ -98,13 +105,19 @@ extension XenStoreDaemon {
             reported = String(path.dropFirst(connection.home.count))
             if reported.hasPrefix("/") { reported.removeFirst() }
         }
-        return XenStoreMessage(type: XenStoreMessageType.watchEvent, requestID: connection.viaKernel ? 0xDEAD_BEEF : 0,
-                               payload: XenStoreMessage.payload([reported, watch.token]))
+        return XenStoreMessage(
+            type: XenStoreMessageType.watchEvent,
+            requestID: connection.viaKernel ? 0xDEAD_BEEF : 0,
+            payload: XenStoreMessage.payload([reported, watch.token])
+        )
     }
 
     // MARK: Transactions
 
-    func startTransaction(_ connection: XenStoreConnectionState, inside: XenStoreTransactionState?) throws(XenStoreFailure) -> UInt32 {
+    func startTransaction(
+        _ connection: XenStoreConnectionState,
+        inside: XenStoreTransactionState?
+    ) throws(XenStoreFailure) -> UInt32 {
         if inside != nil { throw .busy }
         if isUnprivileged(connection), transactionCount(connection) > quotas.transactions { throw .noSpace }
         var id = connection.nextTransactionID
@@ -123,7 +136,11 @@ extension XenStoreDaemon {
 
     /// `do_transaction_end`: abandons, or commits if no node the transaction touched changed
     /// since (`EAGAIN` otherwise) and the owners' node counts stay within the quota.
-    func endTransaction(_ transaction: XenStoreTransactionState, _ connection: XenStoreConnectionState, commit: Bool) throws(XenStoreFailure) {
+    func endTransaction(
+        _ transaction: XenStoreTransactionState,
+        _ connection: XenStoreConnectionState,
+        commit: Bool
+    ) throws(XenStoreFailure) {
         connection.transactions[transaction.id] = nil
         guard commit else { return }
         for (path, seen) in transaction.accessed where node(path)?.generation != seen {

@@ -51,7 +51,12 @@ final class XenStoreDaemon {
     /// A new connection of `domain`: privileged for Dom0, relayed by a kernel for
     /// `/dev/xen/xenbus`. `readable` is called whenever output is queued for it.
     func connect(domain: UInt16, viaKernel: Bool, readable: @escaping () -> Void) -> XenStoreConnectionState {
-        let connection = XenStoreConnectionState(domain: domain, privileged: domain == 0, viaKernel: viaKernel, readable: readable)
+        let connection = XenStoreConnectionState(
+            domain: domain,
+            privileged: domain == 0,
+            viaKernel: viaKernel,
+            readable: readable
+        )
         connections.append(connection)
         return connection
     }
@@ -71,12 +76,20 @@ final class XenStoreDaemon {
     /// connection after the reply (a new watch's first event). Events for other watches it
     /// fires are queued at once, on every connection concerned (the requester's first: C
     /// xenstored queues them before the reply of a write).
-    func handle(_ request: XenStoreMessage, from connection: XenStoreConnectionState) -> (reply: XenStoreMessage, then: [XenStoreMessage]) {
+    func handle(
+        _ request: XenStoreMessage,
+        from connection: XenStoreConnectionState
+    ) -> (reply: XenStoreMessage, then: [XenStoreMessage]) {
         var then: [XenStoreMessage] = []
         var reply: XenStoreMessage
         do {
             let payload = try answer(request, connection, then: &then)
-            reply = XenStoreMessage(type: request.type, requestID: request.requestID, transactionID: request.transactionID, payload: payload)
+            reply = XenStoreMessage(
+                type: request.type,
+                requestID: request.requestID,
+                transactionID: request.transactionID,
+                payload: payload
+            )
         } catch {
             reply = Self.error(error, to: request)
             then = []
@@ -87,14 +100,24 @@ final class XenStoreDaemon {
     }
 
     static func error(_ failure: XenStoreFailure, to request: XenStoreMessage) -> XenStoreMessage {
-        XenStoreMessage(type: XenStoreMessageType.error, requestID: request.requestID, transactionID: request.transactionID,
-                        payload: XenStoreMessage.payload([failure.name]))
+        XenStoreMessage(
+            type: XenStoreMessageType.error,
+            requestID: request.requestID,
+            transactionID: request.transactionID,
+            payload: XenStoreMessage.payload([failure.name])
+        )
     }
 
-    private func answer(_ request: XenStoreMessage, _ connection: XenStoreConnectionState, then: inout [XenStoreMessage]) throws(XenStoreFailure) -> [UInt8] {
+    private func answer(
+        _ request: XenStoreMessage,
+        _ connection: XenStoreConnectionState,
+        then: inout [XenStoreMessage]
+    ) throws(XenStoreFailure) -> [UInt8] {
         let type = request.type
-        let privilegedOnly: Set<UInt32> = [XenStoreMessageType.control, XenStoreMessageType.introduce, XenStoreMessageType.release,
-                                          XenStoreMessageType.isDomainIntroduced, XenStoreMessageType.resume, XenStoreMessageType.setTarget]
+        let privilegedOnly: Set<UInt32> = [
+            XenStoreMessageType.control, XenStoreMessageType.introduce, XenStoreMessageType.release,
+            XenStoreMessageType.isDomainIntroduced, XenStoreMessageType.resume, XenStoreMessageType.setTarget,
+        ]
         if privilegedOnly.contains(type), isUnprivileged(connection) { throw .access }
         let ignoresTransaction = type == XenStoreMessageType.watch || type == XenStoreMessageType.unwatch
         var transaction: XenStoreTransactionState?
@@ -108,7 +131,9 @@ final class XenStoreDaemon {
         case XenStoreMessageType.read:
             return try scope.get(try scope.path(oneArgument(request)), need: XenStoreAccess.read).value
         case XenStoreMessageType.directory:
-            return XenStoreMessage.payload(try scope.get(try scope.path(oneArgument(request)), need: XenStoreAccess.read).children)
+            return XenStoreMessage.payload(
+                try scope.get(try scope.path(oneArgument(request)), need: XenStoreAccess.read).children
+            )
         case XenStoreMessageType.getPermissions:
             let node = try scope.get(try scope.path(oneArgument(request)), need: XenStoreAccess.read)
             return XenStoreMessage.payload(node.permissions.map(\.text))

@@ -56,12 +56,13 @@ struct XenStoreAccess: Equatable {
 
     /// What `xs_perm_to_string` writes.
     var text: String {
-        let letter = switch bits & (Self.read | Self.write) {
-        case Self.read: "r"
-        case Self.write: "w"
-        case Self.read | Self.write: "b"
-        default: "n"
-        }
+        let letter =
+            switch bits & (Self.read | Self.write) {
+            case Self.read: "r"
+            case Self.write: "w"
+            case Self.read | Self.write: "b"
+            default: "n"
+            }
         return "\(letter)\(domain)"
     }
 }

@@ -3,9 +3,10 @@ import CXenGnt
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntDRM
 import XenGntConformance
 import XenGntTesting
+
+@testable import XenGntDRM
 
 extension Simulated {
     /// PRIME, GEM handles, dumb buffers and framebuffers (lab `drm-nodes`, `drm-vkms-scanout`).
@@ -42,7 +43,9 @@ extension Simulated {
             let memfd = try Raw(host.backend.system).calls.memfdCreate("not-a-dmabuf", flags: UInt32(CXG_MFD_CLOEXEC))
             defer { Raw(host.backend.system).close(memfd) }
             expectDRMError(.notADmaBuf, errno: .invalidArgument) { _ = try render.importPrime(FileDescriptor(rawValue: memfd)) }
-            expectDRMError(.badFileDescriptor, errno: .badFileDescriptor) { _ = try render.importPrime(FileDescriptor(rawValue: 987)) }
+            expectDRMError(.badFileDescriptor, errno: .badFileDescriptor) {
+                _ = try render.importPrime(FileDescriptor(rawValue: 987))
+            }
             let vkms = try DRMDevice(driver: "vkms", on: host.backend.system)
             let buffer = try vkms.createDumbBuffer(width: 32, height: 24)
             // A handle of another device file is not this one's.
@@ -72,27 +75,44 @@ extension Simulated {
             let vkms = try DRMDevice(driver: "vkms", on: recorder.system)
             let buffer = try vkms.createDumbBuffer(width: 32, height: 24)
             let handle = try vkms.importPrime(vkms.exportPrime(buffer))
-            let refused = named(recorder.calls {
-                let pitch = expectDRMError(.pitchTooSmall, errno: .some(nil)) {
-                    _ = try vkms.addFramebuffer(handle, layout: FramebufferLayout(width: 32, height: 24, pitch: 100))
+            let refused = named(
+                recorder.calls {
+                    let pitch = expectDRMError(.pitchTooSmall, errno: .some(nil)) {
+                        _ = try vkms.addFramebuffer(handle, layout: FramebufferLayout(width: 32, height: 24, pitch: 100))
+                    }
+                    #expect(pitch?.length == 100 && pitch?.limit == 128)
+                    let size = expectDRMError(.bufferTooSmall, errno: .some(nil)) {
+                        _ = try vkms.addFramebuffer(handle, layout: FramebufferLayout(width: 32, height: 48))
+                    }
+                    #expect(size?.length == 4096 && size?.limit == 47 * 128 + 128)
                 }
-                #expect(pitch?.length == 100 && pitch?.limit == 128)
-                let size = expectDRMError(.bufferTooSmall, errno: .some(nil)) {
-                    _ = try vkms.addFramebuffer(handle, layout: FramebufferLayout(width: 32, height: 48))
-                }
-                #expect(size?.length == 4096 && size?.limit == 47 * 128 + 128)
-            })
+            )
             #expect(!refused.contains("DRM_IOCTL_MODE_ADDFB2"))
             // What only the kernel can tell: an unknown fourcc, a size past the driver's limits.
             let unknown = expectDRMError(.invalidArgument, errno: .invalidArgument) {
-                _ = try vkms.addFramebuffer(width: 32, height: 24, format: PixelFormat(fourcc: "ZZZZ")!, planes: [FramebufferPlane(handle: handle.rawValue, pitch: 128)])
+                _ = try vkms.addFramebuffer(
+                    width: 32,
+                    height: 24,
+                    format: PixelFormat(fourcc: "ZZZZ")!,
+                    planes: [FramebufferPlane(handle: handle.rawValue, pitch: 128)]
+                )
             }
             #expect(unknown?.call == "DRM_IOCTL_MODE_ADDFB2")
             expectDRMError(.invalidArgument, errno: .invalidArgument) {
-                _ = try vkms.addFramebuffer(width: 10, height: 24, format: .xrgb8888, planes: [FramebufferPlane(handle: handle.rawValue, pitch: 128)])
+                _ = try vkms.addFramebuffer(
+                    width: 10,
+                    height: 24,
+                    format: .xrgb8888,
+                    planes: [FramebufferPlane(handle: handle.rawValue, pitch: 128)]
+                )
             }
             expectDRMError(.notFound, errno: .some(nil)) {
-                _ = try vkms.addFramebuffer(width: 32, height: 24, format: .xrgb8888, planes: [FramebufferPlane(handle: 777, pitch: 128)])
+                _ = try vkms.addFramebuffer(
+                    width: 32,
+                    height: 24,
+                    format: .xrgb8888,
+                    planes: [FramebufferPlane(handle: 777, pitch: 128)]
+                )
             }
             // ADDFB2 does not check the planes' formats: AR24 is added (the primary plane refuses it later).
             let alpha = try vkms.addFramebuffer(buffer, format: .argb8888)
@@ -127,8 +147,12 @@ extension Simulated {
                 let framebuffer = try vkms.addFramebuffer(buffer)
                 host.xen.injectFault(.ioError, on: .ioctl(.drmModeRemoveFramebuffer))
                 host.xen.injectFault(.ioError, on: .ioctl(.drmModeDestroyDumb))
-                do throws(XenGntError) { try framebuffer.remove() } catch { #expect(error.errno == .ioError && error.call == "DRM_IOCTL_MODE_RMFB") }
-                do throws(XenGntError) { try buffer.destroy() } catch { #expect(error.errno == .ioError && error.call == "DRM_IOCTL_MODE_DESTROY_DUMB") }
+                do throws(XenGntError) { try framebuffer.remove() } catch {
+                    #expect(error.errno == .ioError && error.call == "DRM_IOCTL_MODE_RMFB")
+                }
+                do throws(XenGntError) { try buffer.destroy() } catch {
+                    #expect(error.errno == .ioError && error.call == "DRM_IOCTL_MODE_DESTROY_DUMB")
+                }
                 #expect(host.xen.census()[host.backend.id]?.framebuffers == 1)
                 // The device's next call retries both.
                 _ = try vkms.capabilities()

@@ -2,8 +2,9 @@ import CDRM
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntDRM
 import XenGntTesting
+
+@testable import XenGntDRM
 
 extension Simulated {
     /// DRM devices: finding them, what they offer, what they refuse, and DRM master (lab
@@ -22,10 +23,14 @@ extension Simulated {
             // No DRM at all: an empty list, and a search that names what it looked for.
             let none = try Host { $0.devices.subtract([.vgem, .vkms]) }
             #expect(try DRMDevice.list(on: none.backend.system).isEmpty)
-            let error = expectDRMError(.drmDeviceNotFound, errno: .some(nil)) { _ = try DRMDevice(driver: "vkms", on: none.backend.system) }
+            let error = expectDRMError(.drmDeviceNotFound, errno: .some(nil)) {
+                _ = try DRMDevice(driver: "vkms", on: none.backend.system)
+            }
             #expect(error?.detail?.contains("'vkms'") == true && error?.path == "/dev/dri")
             expectDRMError(.drmDeviceNotFound) { _ = try DRMDevice(driver: "vkms", node: .render, on: lab.backend.system) }
-            expectDRMError(.deviceMissing, errno: .noSuchFileOrDirectory) { _ = try DRMDevice(path: "/dev/dri/card9", on: lab.backend.system) }
+            expectDRMError(.deviceMissing, errno: .noSuchFileOrDirectory) {
+                _ = try DRMDevice(path: "/dev/dri/card9", on: lab.backend.system)
+            }
         }
 
         @Test func findingADeviceGoesThroughTheSeam() throws {
@@ -35,7 +40,7 @@ extension Simulated {
             #expect(render.path == "/dev/dri/renderD128" && render.node == .render)
             let calls = named(recorder.calls)
             #expect(calls.first == "list /dev/dri")
-            #expect(calls.filter { $0 == "DRM_IOCTL_VERSION" }.count == 2 * 4)   // lengths, then strings; 3 nodes listed, 1 opened
+            #expect(calls.filter { $0 == "DRM_IOCTL_VERSION" }.count == 2 * 4)  // lengths, then strings; 3 nodes listed, 1 opened
             #expect(calls.filter { $0.hasPrefix("open /dev/dri/") }.count == 4 && calls.contains("fstat"))
         }
 
@@ -43,9 +48,29 @@ extension Simulated {
             let host = try displayHost()
             let system = host.backend.system
             let vkms = try DRMDevice(driver: "vkms", on: system).capabilities()
-            #expect(vkms == DRMCapabilities(primeImport: true, primeExport: true, modesetting: true, dumbBuffers: true, framebufferModifiers: true, atomic: true))
+            #expect(
+                vkms
+                    == DRMCapabilities(
+                        primeImport: true,
+                        primeExport: true,
+                        modesetting: true,
+                        dumbBuffers: true,
+                        framebufferModifiers: true,
+                        atomic: true
+                    )
+            )
             let vgem = try DRMDevice(driver: "vgem", on: system).capabilities()
-            #expect(vgem == DRMCapabilities(primeImport: true, primeExport: true, modesetting: false, dumbBuffers: false, framebufferModifiers: false, atomic: false))
+            #expect(
+                vgem
+                    == DRMCapabilities(
+                        primeImport: true,
+                        primeExport: true,
+                        modesetting: false,
+                        dumbBuffers: false,
+                        framebufferModifiers: false,
+                        atomic: false
+                    )
+            )
             let render = try DRMDevice(driver: "vgem", node: .render, on: system).capabilities()
             #expect(render.primeImport && !render.modesetting && !render.atomic)
             #expect(try DRMDevice(driver: "xengnt-dma-scanout", on: system).capabilities().atomic)
@@ -59,7 +84,9 @@ extension Simulated {
             let system = host.backend.system
             let render = try DRMDevice(driver: "vgem", node: .render, on: system)
             let refusals = [
-                expectDRMError(.renderNode, errno: .permissionDenied) { try render.setClientCapability(UInt64(DRM_CLIENT_CAP_ATOMIC), to: 1) },
+                expectDRMError(.renderNode, errno: .permissionDenied) {
+                    try render.setClientCapability(UInt64(DRM_CLIENT_CAP_ATOMIC), to: 1)
+                },
                 expectDRMError(.renderNode, errno: .permissionDenied) { _ = try render.createDumbBuffer(width: 64, height: 64) },
                 expectDRMError(.renderNode, errno: .permissionDenied) { _ = try render.resources() },
                 expectDRMError(.renderNode, errno: .permissionDenied) { try render.becomeMaster() },
@@ -71,7 +98,9 @@ extension Simulated {
             let kmsRefusals = [
                 expectDRMError(.noModesetting, errno: .notSupported) { _ = try vgem.addFramebuffer(buffer) },
                 expectDRMError(.noModesetting, errno: .notSupported) { _ = try vgem.resources() },
-                expectDRMError(.noModesetting, errno: .notSupported) { try vgem.setClientCapability(UInt64(DRM_CLIENT_CAP_ATOMIC), to: 1) },
+                expectDRMError(.noModesetting, errno: .notSupported) {
+                    try vgem.setClientCapability(UInt64(DRM_CLIENT_CAP_ATOMIC), to: 1)
+                },
                 expectDRMError(.noModesetting, errno: .notSupported) { _ = try vgem.capability(UInt64(DRM_CAP_DUMB_BUFFER)) },
             ]
             #expect(kmsRefusals.allSatisfy { $0?.detail == "vgem" }, "the driver is named")
@@ -80,7 +109,9 @@ extension Simulated {
         @Test func clientCapabilitiesInTheKernelsOrder() throws {
             let host = try Host()
             let vkms = try DRMDevice(driver: "vkms", on: host.backend.system)
-            expectDRMError(.kernel, errno: .invalidArgument) { try vkms.setClientCapability(UInt64(DRM_CLIENT_CAP_WRITEBACK_CONNECTORS), to: 1) }
+            expectDRMError(.kernel, errno: .invalidArgument) {
+                try vkms.setClientCapability(UInt64(DRM_CLIENT_CAP_WRITEBACK_CONNECTORS), to: 1)
+            }
             #expect(!vkms.isAtomic && !vkms.isWritebackEnabled)
             #expect(try vkms.resources().planes.isEmpty, "no universal planes without atomic")
             try vkms.enableWritebackConnectors()
@@ -92,11 +123,13 @@ extension Simulated {
             let host = try Host()
             let first = try DRMDevice(driver: "vkms", on: host.backend.system)
             let second = try DRMDevice(driver: "vkms", on: host.backend.system)
-            try first.becomeMaster()   // already: success
+            try first.becomeMaster()  // already: success
             expectDRMError(.masterHeld, errno: .resourceBusy) { try second.becomeMaster() }
             expectDRMError(.notMaster, errno: .invalidArgument) { try second.dropMaster() }
             let frame = try second.addFramebuffer(second.createDumbBuffer(width: 32, height: 24))
-            let error = expectDRMError(.notMaster, errno: .permissionDenied) { try second.checkScanout(of: frame, mode: smallMode) }
+            let error = expectDRMError(.notMaster, errno: .permissionDenied) {
+                try second.checkScanout(of: frame, mode: smallMode)
+            }
             #expect(error?.call == "DRM_IOCTL_MODE_ATOMIC")
             try first.dropMaster()
             try second.becomeMaster()
@@ -140,7 +173,9 @@ extension Simulated {
             #expect(display.name == "Virtual-1" && display.modes.count == 34)
             #expect(display.preferredMode?.name == "1024x768" && display.modes.first?.isPreferred == true)
             #expect(display.modes.max { $0.width * $0.height < $1.width * $1.height }?.name == "4096x2160")
-            #expect(resources.crtcs(for: display) == resources.crtcs && resources.primaryPlane(for: resources.crtcs[0]) == primary)
+            #expect(
+                resources.crtcs(for: display) == resources.crtcs && resources.primaryPlane(for: resources.crtcs[0]) == primary
+            )
             #expect(resources.minWidth == 20 && resources.maxWidth == 8192)
             let properties = try vkms.properties(of: primary.id, type: .plane)
             #expect(Set(properties.keys).isSuperset(of: ["type", "FB_ID", "CRTC_ID", "SRC_W", "CRTC_H"]))

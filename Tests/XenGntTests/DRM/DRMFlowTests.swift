@@ -1,8 +1,9 @@
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntDRM
 import XenGntTesting
+
+@testable import XenGntDRM
 
 extension Simulated {
     /// The two backend flows, end to end (lab `drm-export-to-display`,
@@ -15,8 +16,13 @@ extension Simulated {
             do {
                 let gntdev = try host.gntdev()
                 let display = try DRMDevice(driver: "xengnt-dma-scanout", on: host.backend.system)
-                let frame = try FrontendFramebuffer(refs: refs, from: host.frontend.id, through: gntdev, on: display,
-                                                    layout: FramebufferLayout(width: 32, height: 24))
+                let frame = try FrontendFramebuffer(
+                    refs: refs,
+                    from: host.frontend.id,
+                    through: gntdev,
+                    on: display,
+                    layout: FramebufferLayout(width: 32, height: 24)
+                )
                 #expect(frame.domain == host.frontend.id && frame.framebuffer.width == 32)
                 var scanout = try Scanout(on: display, showing: frame, mode: smallMode)
                 #expect(try await scanout.captureScreen().rgb == picture(seed: 7))
@@ -40,7 +46,9 @@ extension Simulated {
                 let layout = FramebufferLayout(width: 32, height: 24)
                 let frame = try FrontendFramebuffer(refs: refs, from: host.frontend.id, through: gntdev, on: vkms, layout: layout)
                 try vkms.checkScanout(of: frame, mode: smallMode, by: .testOnly)
-                expectDRMError(.displayCannotReadBuffer, errno: .invalidArgument) { try vkms.checkScanout(of: frame, mode: smallMode) }
+                expectDRMError(.displayCannotReadBuffer, errno: .invalidArgument) {
+                    try vkms.checkScanout(of: frame, mode: smallMode)
+                }
                 // A scanout of it fails the same way and releases it, in order.
                 do {
                     _ = try Scanout(on: vkms, showing: frame, mode: smallMode)
@@ -88,7 +96,11 @@ extension Simulated {
                 let shown = try vkms.createDumbBuffer(width: 32, height: 24)
                 try draw(shown, seed: 1)
                 let first = try SharedDisplayBuffer(shown, sharingWith: host.frontend.id, through: gntdev)
-                let second = try SharedDisplayBuffer(vkms.createDumbBuffer(width: 32, height: 24), sharingWith: host.frontend.id, through: gntdev)
+                let second = try SharedDisplayBuffer(
+                    vkms.createDumbBuffer(width: 32, height: 24),
+                    sharingWith: host.frontend.id,
+                    through: gntdev
+                )
                 #expect(second.refs.count == framePages && second.pitch == 128 && second.domain == host.frontend.id)
                 var scanout = try Scanout(on: vkms, showing: first, mode: smallMode)
                 #expect(try await scanout.captureScreen().rgb == picture(seed: 1))
@@ -113,13 +125,16 @@ extension Simulated {
             let mapping: GrantMapping
             do {
                 let vkms = try DRMDevice(driver: "vkms", on: host.backend.system)
-                let shared = try SharedDisplayBuffer(vkms.createDumbBuffer(width: 32, height: 24), sharingWith: host.frontend.id,
-                                                     through: host.gntdev())
+                let shared = try SharedDisplayBuffer(
+                    vkms.createDumbBuffer(width: 32, height: 24),
+                    sharingWith: host.frontend.id,
+                    through: host.gntdev()
+                )
                 mapping = try GrantDevice(on: host.frontend.system).map(shared.refs, from: host.backend.id)
                 try shared.remove().destroy()
                 #expect(host.xen.grants(from: host.backend.id, to: host.frontend.id) == framePages, "deferred while mapped")
             }
-            try mapping.withUnsafeMutableBytes { $0[0] = 1 }   // still mapped, still writable
+            try mapping.withUnsafeMutableBytes { $0[0] = 1 }  // still mapped, still writable
             try mapping.unmap()
             #expect(host.xen.census().isClean, "\(host.xen.census())")
         }

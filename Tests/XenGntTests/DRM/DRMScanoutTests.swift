@@ -3,8 +3,9 @@ import Synchronization
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntDRM
 import XenGntTesting
+
+@testable import XenGntDRM
 
 extension Simulated {
     /// Mode setting, flips, events and writeback capture on the simulated displays (lab
@@ -17,7 +18,9 @@ extension Simulated {
             let buffer = try display.createDumbBuffer(width: 32, height: 24)
             try draw(buffer, seed: 1)
             var scanout = try Scanout(on: display, showing: try display.addFramebuffer(buffer), mode: smallMode)
-            let (atomic, mode, connector, before) = (scanout.usesAtomic, scanout.mode, scanout.connector.name, scanout.captureMovesCRTC)
+            let (atomic, mode, connector, before) = (
+                scanout.usesAtomic, scanout.mode, scanout.connector.name, scanout.captureMovesCRTC
+            )
             #expect(atomic && mode == smallMode && connector == "Virtual-1" && before == nil)
             let screen = try await scanout.captureScreen()
             #expect(screen.rgb == picture(seed: 1) && screen.width == 32 && screen.height == 24)
@@ -93,7 +96,10 @@ extension Simulated {
             #expect(pending)
             // A vblank from another thread ends a wait blocked in poll.
             let backend = host.backend
-            let ticker = Task.detached { try await Task.sleep(for: .milliseconds(20)); backend.vblank() }
+            let ticker = Task.detached {
+                try await Task.sleep(for: .milliseconds(20))
+                backend.vblank()
+            }
             try scanout.waitForFlipBlocking(timeout: .seconds(5)).remove()
             try await ticker.value
             pending = scanout.isFlipPending
@@ -129,7 +135,9 @@ extension Simulated {
             var events = vkms.events().makeAsyncIterator()
             var returned = false
             while !returned, let event = try await events.next() {
-                let unrelated = scanout.completeFlip(DRMEvent(kind: .vblank, userData: event.userData, crtcID: 0, sequence: 0, timestamp: .zero))
+                let unrelated = scanout.completeFlip(
+                    DRMEvent(kind: .vblank, userData: event.userData, crtcID: 0, sequence: 0, timestamp: .zero)
+                )
                 let ignored = unrelated == nil
                 #expect(ignored)
                 let crtc = scanout.crtc.id
@@ -156,7 +164,11 @@ extension Simulated {
             mark = recorder.count
             try await scanout.waitForFlip().remove()
             let wait = named(recorder.since(mark))
-            #expect(wait.contains("poll") && wait.contains("read") && !wait.contains { $0.hasPrefix("DRM_IOCTL") && $0 != "DRM_IOCTL_MODE_RMFB" }, "\(wait)")
+            #expect(
+                wait.contains("poll") && wait.contains("read")
+                    && !wait.contains { $0.hasPrefix("DRM_IOCTL") && $0 != "DRM_IOCTL_MODE_RMFB" },
+                "\(wait)"
+            )
             try scanout.turnOff().remove()
         }
 
@@ -164,7 +176,7 @@ extension Simulated {
             let host = try displayHost()
             let vkms = try DRMDevice(driver: "vkms", on: host.backend.system)
             let buffer = try vkms.createDumbBuffer(width: 32, height: 24)
-            expectDRMError(.kernel, errno: .invalidArgument) { try vkms.requestVblankEvent(crtcIndex: 0) }   // the CRTC is off
+            expectDRMError(.kernel, errno: .invalidArgument) { try vkms.requestVblankEvent(crtcIndex: 0) }  // the CRTC is off
             let scanout = try Scanout(on: vkms, showing: try vkms.addFramebuffer(buffer), mode: smallMode)
             try vkms.requestVblankEvent(crtcIndex: scanout.crtc.index, userData: 41)
             try vkms.requestVblankEvent(crtcIndex: scanout.crtc.index, userData: 42)
@@ -188,7 +200,10 @@ extension Simulated {
             try await Task.sleep(for: .milliseconds(50))
             reader.cancel()
             let result = await reader.result
-            guard case .failure(let error) = result else { Issue.record("the wait ended without an error"); return }
+            guard case .failure(let error) = result else {
+                Issue.record("the wait ended without an error")
+                return
+            }
             #expect((error as? XenGntError)?.code == .cancelled)
         }
 
@@ -199,15 +214,22 @@ extension Simulated {
             let buffer = try vkms.createDumbBuffer(width: 32, height: 24)
             let alpha = try vkms.addFramebuffer(buffer, format: .argb8888)
             let mark = recorder.count
-            let error = expectDRMError(.formatNotSupported, errno: .some(nil)) { try vkms.checkScanout(of: alpha, mode: smallMode) }
+            let error = expectDRMError(.formatNotSupported, errno: .some(nil)) {
+                try vkms.checkScanout(of: alpha, mode: smallMode)
+            }
             #expect(error?.advice.contains("AR24") == true && error?.detail == "XR24, XR48, RG16")
             #expect(!named(recorder.since(mark)).contains("DRM_IOCTL_MODE_ATOMIC"))
             // The DMA display's primary plane takes AR24.
             let dma = try DRMDevice(driver: "xengnt-dma-scanout", on: host.backend.system)
-            try dma.checkScanout(of: try dma.addFramebuffer(dma.createDumbBuffer(width: 32, height: 24), format: .argb8888), mode: smallMode)
+            try dma.checkScanout(
+                of: try dma.addFramebuffer(dma.createDumbBuffer(width: 32, height: 24), format: .argb8888),
+                mode: smallMode
+            )
             // A framebuffer smaller than the mode cannot cover it.
             let small = try vkms.addFramebuffer(buffer)
-            expectDRMError(.noDisplay, errno: .some(nil)) { try vkms.checkScanout(of: small, mode: DisplayMode(width: 64, height: 48)) }
+            expectDRMError(.noDisplay, errno: .some(nil)) {
+                try vkms.checkScanout(of: small, mode: DisplayMode(width: 64, height: 48))
+            }
         }
 
         @Test func buffersWithoutVmapPassTestOnlyButNotTheRealCommitOnVkms() throws {
@@ -217,13 +239,21 @@ extension Simulated {
             let layout = FramebufferLayout(width: 32, height: 24)
             let udmabuf = try vkms.addFramebuffer(vkms.importPrime(DmaBuf.udmabuf(pages: 1, on: system)), layout: layout)
             try vkms.checkScanout(of: udmabuf, mode: smallMode, by: .testOnly)
-            let error = expectDRMError(.displayCannotReadBuffer, errno: .invalidArgument) { try vkms.checkScanout(of: udmabuf, mode: smallMode) }
+            let error = expectDRMError(.displayCannotReadBuffer, errno: .invalidArgument) {
+                try vkms.checkScanout(of: udmabuf, mode: smallMode)
+            }
             #expect(error?.call == "DRM_IOCTL_MODE_ATOMIC" && error?.detail == "vkms" && error?.advice.contains("vmap") == true)
-            let heap = try vkms.addFramebuffer(vkms.importPrime(DmaBuf.allocate(fromHeap: "system", pages: 1, on: system)), layout: layout)
+            let heap = try vkms.addFramebuffer(
+                vkms.importPrime(DmaBuf.allocate(fromHeap: "system", pages: 1, on: system)),
+                layout: layout
+            )
             try vkms.checkScanout(of: heap, mode: smallMode)
             // The DMA display reads any buffer.
             let dma = try DRMDevice(driver: "xengnt-dma-scanout", on: system)
-            try dma.checkScanout(of: try dma.addFramebuffer(dma.importPrime(DmaBuf.udmabuf(pages: 1, on: system)), layout: layout), mode: smallMode)
+            try dma.checkScanout(
+                of: try dma.addFramebuffer(dma.importPrime(DmaBuf.udmabuf(pages: 1, on: system)), layout: layout),
+                mode: smallMode
+            )
         }
 
         @Test func aDriverWithoutAtomicUsesSetCRTCAndPageFlip() async throws {
@@ -247,7 +277,10 @@ extension Simulated {
             }
             try scanout.turnOff().remove()
             let calls = named(recorder.calls)
-            #expect(calls.contains("DRM_IOCTL_MODE_SETCRTC") && calls.contains("DRM_IOCTL_MODE_PAGE_FLIP") && !calls.contains("DRM_IOCTL_MODE_ATOMIC"))
+            #expect(
+                calls.contains("DRM_IOCTL_MODE_SETCRTC") && calls.contains("DRM_IOCTL_MODE_PAGE_FLIP")
+                    && !calls.contains("DRM_IOCTL_MODE_ATOMIC")
+            )
             #expect(try vkms.resources().crtcs[0].mode == nil)
         }
 

@@ -1,8 +1,9 @@
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntDRM
 import XenGntTesting
+
+@testable import XenGntDRM
 
 /// A host whose domains have the lab's vgem and vkms and the simulated DMA-scanout display.
 func displayHost(_ configure: (inout SimulatedKernel) -> Void = { _ in }) throws -> Host {
@@ -17,11 +18,13 @@ let smallMode = DisplayMode(width: 32, height: 24)
 
 /// The picture of `seed`, XRGB8888 with X = 0, row by row.
 func picture(seed: UInt8, width: Int = smallMode.width, height: Int = smallMode.height) -> [UInt32] {
-    (0..<height).flatMap { y in (0..<width).map { x in
-        UInt32(truncatingIfNeeded: (x &* 8 &+ Int(seed) &* 50) & 0xFF) << 16
-            | UInt32(truncatingIfNeeded: (y &* 9 &+ Int(seed) &* 20) & 0xFF) << 8
-            | UInt32(truncatingIfNeeded: (x ^ y ^ Int(seed) &* 11) & 0xFF)
-    } }
+    (0..<height).flatMap { y in
+        (0..<width).map { x in
+            UInt32(truncatingIfNeeded: (x &* 8 &+ Int(seed) &* 50) & 0xFF) << 16
+                | UInt32(truncatingIfNeeded: (y &* 9 &+ Int(seed) &* 20) & 0xFF) << 8
+                | UInt32(truncatingIfNeeded: (x ^ y ^ Int(seed) &* 11) & 0xFF)
+        }
+    }
 }
 
 /// The bytes of `pixels`, rows `pitch` apart.
@@ -38,7 +41,11 @@ func bytes(of pixels: [UInt32], width: Int = smallMode.width, pitch: Int) -> [UI
 /// Fills a dumb buffer with the picture of `seed`.
 func draw(_ buffer: borrowing DumbBuffer, seed: UInt8) throws {
     let mapping = try buffer.map()
-    let data = bytes(of: picture(seed: seed, width: buffer.width, height: buffer.height), width: buffer.width, pitch: buffer.pitch)
+    let data = bytes(
+        of: picture(seed: seed, width: buffer.width, height: buffer.height),
+        width: buffer.width,
+        pitch: buffer.pitch
+    )
     mapping.withUnsafeMutableBytes { $0.copyBytes(from: data) }
     try mapping.unmap()
 }
@@ -58,7 +65,9 @@ var framePages: Int { (smallMode.width * 4 * smallMode.height + 4095) / 4096 }
 /// the other calls kept as they are.
 func named(_ calls: [String]) -> [String] {
     calls.map { call in
-        guard call.hasPrefix("ioctl "), let number = UInt(call.dropFirst(6)), let name = DRMRequest.name(of: number) else { return call }
+        guard call.hasPrefix("ioctl "), let number = UInt(call.dropFirst(6)), let name = DRMRequest.name(of: number) else {
+            return call
+        }
         return name
     }
 }
@@ -66,8 +75,12 @@ func named(_ calls: [String]) -> [String] {
 /// Runs `body`, which must throw a `XenGntError` with `code` (and `errno`, when given:
 /// `.some(nil)` for a refusal before the kernel was asked); returns it.
 @discardableResult
-func expectDRMError(_ code: XenGntError.Code, errno: Errno?? = .none, sourceLocation: SourceLocation = #_sourceLocation,
-                    _ body: () throws -> Void) -> XenGntError? {
+func expectDRMError(
+    _ code: XenGntError.Code,
+    errno: Errno?? = .none,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) -> XenGntError? {
     do {
         try body()
         Issue.record("expected \(code), but it succeeded", sourceLocation: sourceLocation)

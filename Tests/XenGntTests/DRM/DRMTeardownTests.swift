@@ -1,8 +1,9 @@
 import SystemPackage
 import Testing
 import XenGnt
-@testable import XenGntDRM
 import XenGntTesting
+
+@testable import XenGntDRM
 
 /// Every order of `steps`.
 func permutations(of steps: [Int]) -> [[Int]] {
@@ -73,8 +74,17 @@ extension Simulated {
                 let gntdev = try GrantDevice(on: recorder.system)
                 let display = try DRMDevice(driver: "xengnt-dma-scanout", on: recorder.system)
                 let layout = FramebufferLayout(width: 32, height: 24)
-                let scanout = try Scanout(on: display, showing: try FrontendFramebuffer(refs: refs, from: host.frontend.id, through: gntdev,
-                                                                                       on: display, layout: layout), mode: smallMode)
+                let scanout = try Scanout(
+                    on: display,
+                    showing: try FrontendFramebuffer(
+                        refs: refs,
+                        from: host.frontend.id,
+                        through: gntdev,
+                        on: display,
+                        layout: layout
+                    ),
+                    mode: smallMode
+                )
                 var mark = recorder.count
                 let frame = try scanout.turnOff()
                 #expect(named(recorder.since(mark)) == ["DRM_IOCTL_MODE_ATOMIC"])
@@ -84,11 +94,24 @@ extension Simulated {
                 let pending = try export.release()
                 #expect(try pending.wait(timeout: .zero))
                 // Dropped while on screen: off screen, RMFB, GEM_CLOSE, then the dma-buf closed.
-                let again = try Scanout(on: display, showing: try FrontendFramebuffer(refs: refs, from: host.frontend.id, through: gntdev,
-                                                                                     on: display, layout: layout), mode: smallMode)
+                let again = try Scanout(
+                    on: display,
+                    showing: try FrontendFramebuffer(
+                        refs: refs,
+                        from: host.frontend.id,
+                        through: gntdev,
+                        on: display,
+                        layout: layout
+                    ),
+                    mode: smallMode
+                )
                 mark = recorder.count
                 _ = consume again
-                #expect(named(recorder.since(mark)) == ["DRM_IOCTL_MODE_ATOMIC", "DRM_IOCTL_MODE_RMFB", "DRM_IOCTL_GEM_CLOSE", "close"])
+                #expect(
+                    named(recorder.since(mark)) == [
+                        "DRM_IOCTL_MODE_ATOMIC", "DRM_IOCTL_MODE_RMFB", "DRM_IOCTL_GEM_CLOSE", "close",
+                    ]
+                )
             }
             host.frontend.endAccess(refs)
             #expect(host.xen.census().isClean, "\(host.xen.census())")
@@ -100,22 +123,44 @@ extension Simulated {
             do {
                 let gntdev = try GrantDevice(on: recorder.system)
                 let vkms = try DRMDevice(driver: "vkms", on: recorder.system)
-                let scanout = try Scanout(on: vkms, showing: try SharedDisplayBuffer(vkms.createDumbBuffer(width: 32, height: 24),
-                                                                                    sharingWith: host.frontend.id, through: gntdev), mode: smallMode)
+                let scanout = try Scanout(
+                    on: vkms,
+                    showing: try SharedDisplayBuffer(
+                        vkms.createDumbBuffer(width: 32, height: 24),
+                        sharingWith: host.frontend.id,
+                        through: gntdev
+                    ),
+                    mode: smallMode
+                )
                 var mark = recorder.count
                 let shared = try scanout.turnOff()
                 let buffer = try shared.remove()
-                #expect(named(recorder.since(mark)) == ["DRM_IOCTL_MODE_ATOMIC", "DRM_IOCTL_MODE_RMFB", "IOCTL_GNTDEV_DMABUF_IMP_RELEASE", "close"])
+                #expect(
+                    named(recorder.since(mark)) == [
+                        "DRM_IOCTL_MODE_ATOMIC", "DRM_IOCTL_MODE_RMFB", "IOCTL_GNTDEV_DMABUF_IMP_RELEASE", "close",
+                    ]
+                )
                 mark = recorder.count
                 try buffer.destroy()
                 #expect(named(recorder.since(mark)) == ["DRM_IOCTL_MODE_DESTROY_DUMB"])
                 // Dropped while on screen: the same order.
-                let again = try Scanout(on: vkms, showing: try SharedDisplayBuffer(vkms.createDumbBuffer(width: 32, height: 24),
-                                                                                  sharingWith: host.frontend.id, through: gntdev), mode: smallMode)
+                let again = try Scanout(
+                    on: vkms,
+                    showing: try SharedDisplayBuffer(
+                        vkms.createDumbBuffer(width: 32, height: 24),
+                        sharingWith: host.frontend.id,
+                        through: gntdev
+                    ),
+                    mode: smallMode
+                )
                 mark = recorder.count
                 _ = consume again
-                #expect(named(recorder.since(mark)) == ["DRM_IOCTL_MODE_ATOMIC", "DRM_IOCTL_MODE_RMFB", "IOCTL_GNTDEV_DMABUF_IMP_RELEASE", "close",
-                                                        "DRM_IOCTL_MODE_DESTROY_DUMB"])
+                #expect(
+                    named(recorder.since(mark)) == [
+                        "DRM_IOCTL_MODE_ATOMIC", "DRM_IOCTL_MODE_RMFB", "IOCTL_GNTDEV_DMABUF_IMP_RELEASE", "close",
+                        "DRM_IOCTL_MODE_DESTROY_DUMB",
+                    ]
+                )
             }
             #expect(host.xen.census().isClean, "\(host.xen.census())")
         }
@@ -144,11 +189,31 @@ extension Simulated {
                 // A scanout dropped with a flip pending, and a mapping of a shared buffer.
                 do {
                     host.backend.displayClock = .manual
-                    var scanout = try Scanout(on: dma, showing: try FrontendFramebuffer(refs: refs, from: host.frontend.id, through: gntdev,
-                                                                                       on: dma, layout: FramebufferLayout(width: 32, height: 24)), mode: smallMode)
-                    try scanout.flip(to: try FrontendFramebuffer(refs: refs, from: host.frontend.id, through: gntdev, on: dma,
-                                                                 layout: FramebufferLayout(width: 32, height: 24)))
-                    let shared = try SharedDisplayBuffer(vkms.createDumbBuffer(width: 32, height: 24), sharingWith: host.frontend.id, through: gntdev)
+                    var scanout = try Scanout(
+                        on: dma,
+                        showing: try FrontendFramebuffer(
+                            refs: refs,
+                            from: host.frontend.id,
+                            through: gntdev,
+                            on: dma,
+                            layout: FramebufferLayout(width: 32, height: 24)
+                        ),
+                        mode: smallMode
+                    )
+                    try scanout.flip(
+                        to: try FrontendFramebuffer(
+                            refs: refs,
+                            from: host.frontend.id,
+                            through: gntdev,
+                            on: dma,
+                            layout: FramebufferLayout(width: 32, height: 24)
+                        )
+                    )
+                    let shared = try SharedDisplayBuffer(
+                        vkms.createDumbBuffer(width: 32, height: 24),
+                        sharingWith: host.frontend.id,
+                        through: gntdev
+                    )
                     _ = try shared.map()
                     _ = try GrantDevice(on: host.frontend.system).map(shared.refs, from: host.backend.id)
                     host.backend.displayClock = .automatic

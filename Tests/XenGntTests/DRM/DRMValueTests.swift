@@ -1,7 +1,8 @@
 import CDRM
 import Testing
-@testable import XenGntDRM
 import XenGnt
+
+@testable import XenGntDRM
 
 /// The DRM uapi as XenGntDRM sees it, and the values it builds without a device.
 @Suite struct DRMValues {
@@ -61,7 +62,10 @@ import XenGnt
         // libdrm's names.
         #expect(PixelFormat.xrgb8888.name == "XR24")
         #expect(PixelFormat.rgb565.description == "RG16")
-        #expect(PixelFormat.xrgb8888.bytesPerPixel == 4 && PixelFormat.rgb565.bytesPerPixel == 2 && PixelFormat.xrgb16161616.bytesPerPixel == 8)
+        #expect(
+            PixelFormat.xrgb8888.bytesPerPixel == 4 && PixelFormat.rgb565.bytesPerPixel == 2
+                && PixelFormat.xrgb16161616.bytesPerPixel == 8
+        )
         #expect(PixelFormat(rawValue: 0).bytesPerPixel == nil)
         #expect(FormatModifier.linear.rawValue == 0 && FormatModifier.linear.name == "LINEAR")
         #expect(FormatModifier.invalid.rawValue == 0x00FF_FFFF_FFFF_FFFF)
@@ -83,14 +87,37 @@ import XenGnt
         var bytes: [UInt8] = []
         func append<T>(_ value: T) { withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) } }
         // A flip-complete event: header, user_data, tv_sec, tv_usec, sequence, crtc_id.
-        append(UInt32(DRM_EVENT_FLIP_COMPLETE)); append(UInt32(32)); append(UInt64(0xABCD)); append(UInt32(12)); append(UInt32(500)); append(UInt32(7)); append(UInt32(41))
+        append(UInt32(DRM_EVENT_FLIP_COMPLETE))
+        append(UInt32(32))
+        append(UInt64(0xABCD))
+        append(UInt32(12))
+        append(UInt32(500))
+        append(UInt32(7))
+        append(UInt32(41))
         // A vblank event.
-        append(UInt32(DRM_EVENT_VBLANK)); append(UInt32(32)); append(UInt64(77)); append(UInt32(13)); append(UInt32(0)); append(UInt32(8)); append(UInt32(41))
+        append(UInt32(DRM_EVENT_VBLANK))
+        append(UInt32(32))
+        append(UInt64(77))
+        append(UInt32(13))
+        append(UInt32(0))
+        append(UInt32(8))
+        append(UInt32(41))
         // A truncated one: ignored.
-        append(UInt32(DRM_EVENT_VBLANK)); append(UInt32(32)); append(UInt64(1))
+        append(UInt32(DRM_EVENT_VBLANK))
+        append(UInt32(32))
+        append(UInt64(1))
         let events = bytes.withUnsafeBytes { DRMEvent.decode($0) }
         #expect(events.count == 2)
-        #expect(events[0] == DRMEvent(kind: .flipComplete, userData: 0xABCD, crtcID: 41, sequence: 7, timestamp: .seconds(12) + .microseconds(500)))
+        #expect(
+            events[0]
+                == DRMEvent(
+                    kind: .flipComplete,
+                    userData: 0xABCD,
+                    crtcID: 41,
+                    sequence: 7,
+                    timestamp: .seconds(12) + .microseconds(500)
+                )
+        )
         #expect(events[1].kind == .vblank && events[1].userData == 77 && events[1].sequence == 8)
         // A length shorter than the header cannot loop forever.
         let hostile: [UInt8] = [1, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0]

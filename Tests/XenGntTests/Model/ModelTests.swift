@@ -31,13 +31,15 @@ extension Simulated {
                 }
                 try world!.tearDown()
                 let xen = world!.xen
-                world = nil   // and with it the devices
+                world = nil  // and with it the devices
                 let census = xen.census()
                 if !census.isClean { throw ModelMismatch(description: "left after \(steps.count) steps: \(census)") }
             }
             let after = openDescriptors()
             if after != before {
-                throw ModelMismatch(description: "descriptors left after \(steps.count) steps: \(after.subtracting(before).sorted())")
+                throw ModelMismatch(
+                    description: "descriptors left after \(steps.count) steps: \(after.subtracting(before).sorted())"
+                )
             }
         }
 

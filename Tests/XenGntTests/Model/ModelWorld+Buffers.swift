@@ -24,7 +24,11 @@ extension ModelWorld {
         switch op {
         case .export:
             guard let chosen = pick(1 + a % 4, of: frontend.id, seed: b) else { return skip() }
-            let exported = try gntdev.exportDmaBuf(refs: grantRefs(chosen), from: frontend.id, allocation: DmaBufAllocation.allCases[a % 3])
+            let exported = try gntdev.exportDmaBuf(
+                refs: grantRefs(chosen),
+                from: frontend.id,
+                allocation: DmaBufAllocation.allCases[a % 3]
+            )
             for index in chosen { refs[index].maps += 1 }
             exports.append(ExportModel(exported, refs: chosen))
             ok()
@@ -35,9 +39,13 @@ extension ModelWorld {
         case .exportOutOfMemory:
             guard let chosen = pick(1, of: frontend.id, seed: b) else { return skip() }
             xen.injectFault(.noMemory, on: .ioctl(.exportFromRefs), domain: backend.id)
-            try fails(.outOfMemory) { _ = try gntdev.exportDmaBuf(refs: grantRefs(chosen), from: frontend.id, allocation: .contiguousCoherent) }
+            try fails(.outOfMemory) {
+                _ = try gntdev.exportDmaBuf(refs: grantRefs(chosen), from: frontend.id, allocation: .contiguousCoherent)
+            }
         case .duplicate:
-            guard let model = exports.first(where: { $0.owner != nil }), let holder = try model.owner?.borrow({ try $0.duplicate() }) else { return skip() }
+            guard let model = exports.first(where: { $0.owner != nil }),
+                let holder = try model.owner?.borrow({ try $0.duplicate() })
+            else { return skip() }
             model.holders.append(Held(holder))
             ok()
         case .closeHolder:
@@ -46,7 +54,9 @@ extension ModelWorld {
             settle(model)
             ok()
         case .mapExport:
-            guard let model = exports.first(where: { $0.owner != nil }), let holder = try model.owner?.borrow({ try $0.duplicate() }) else { return skip() }
+            guard let model = exports.first(where: { $0.owner != nil }),
+                let holder = try model.owner?.borrow({ try $0.duplicate() })
+            else { return skip() }
             try fails(.notMappable) { _ = try holder.map() }
         case .release:
             guard let model = exports.first(where: { $0.owner != nil && $0.pending == nil }) else { return skip() }
@@ -55,7 +65,9 @@ extension ModelWorld {
             settle(model)
             ok()
         case .wait:
-            guard let model = exports.first(where: { $0.pending != nil }), let released = try model.pending?.borrow({ try $0.wait(timeout: .zero) }) else { return skip() }
+            guard let model = exports.first(where: { $0.pending != nil }),
+                let released = try model.pending?.borrow({ try $0.wait(timeout: .zero) })
+            else { return skip() }
             if released != model.holders.isEmpty {
                 throw ModelMismatch(description: "\(step): wait said released \(released) with \(model.holders.count) holders")
             }
@@ -87,12 +99,20 @@ extension ModelWorld {
             imports.append((Held(imported), pages))
             ok()
         case .importWrongCount:
-            try fails(.pageCountMismatch) { _ = try dom0Device.importDmaBuf(DmaBuf.udmabuf(pages: 1 + a % 2, on: dom0.system), to: frontend.id, pageCount: 3 + a % 2) }
+            try fails(.pageCountMismatch) {
+                _ = try dom0Device.importDmaBuf(
+                    DmaBuf.udmabuf(pages: 1 + a % 2, on: dom0.system),
+                    to: frontend.id,
+                    pageCount: 3 + a % 2
+                )
+            }
         case .releaseImport:
             guard !imports.isEmpty else { return skip() }
             let entry = imports.remove(at: a % imports.count)
             let buffer = try entry.import.value.take()!.release()
-            if try buffer.size() != entry.pages * xenPageSize { throw ModelMismatch(description: "\(step): the buffer handed back has another size") }
+            if try buffer.size() != entry.pages * xenPageSize {
+                throw ModelMismatch(description: "\(step): the buffer handed back has another size")
+            }
             ok()
 
         case .share:
@@ -114,8 +134,13 @@ extension ModelWorld {
             var byte: UInt8 = 0
             let expected: GrantStatus = refs[index].ended ? .generalError : .okay
             try withUnsafeMutableBytes(of: &byte) { local in
-                var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: frontend.id, ref: refs[index].ref), offset: b % xenPageSize),
-                                                 to: .local(local.baseAddress!), length: 1)]
+                var segments = [
+                    GrantCopySegment(
+                        from: .grant(ForeignGrant(domain: frontend.id, ref: refs[index].ref), offset: b % xenPageSize),
+                        to: .local(local.baseAddress!),
+                        length: 1
+                    )
+                ]
                 try gntdev.copy(&segments)
                 if segments[0].status != expected {
                     throw ModelMismatch(description: "\(step): copy status \(segments[0].status), expected \(expected)")
@@ -125,8 +150,13 @@ extension ModelWorld {
         case .copyCrossingPage:
             var byte: UInt8 = 0
             try withUnsafeMutableBytes(of: &byte) { local in
-                var segments = [GrantCopySegment(from: .grant(ForeignGrant(domain: frontend.id, ref: 8), offset: xenPageSize - a % 8),
-                                                 to: .local(local.baseAddress!), length: 9 + b % 100)]
+                var segments = [
+                    GrantCopySegment(
+                        from: .grant(ForeignGrant(domain: frontend.id, ref: 8), offset: xenPageSize - a % 8),
+                        to: .local(local.baseAddress!),
+                        length: 9 + b % 100
+                    )
+                ]
                 try fails(.outOfRange) { try gntdev.copy(&segments) }
             }
 

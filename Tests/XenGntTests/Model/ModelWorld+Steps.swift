@@ -59,7 +59,9 @@ extension ModelWorld {
             let live = Set(refs.filter { !isFreed($0) }.map(\.ref))
             let ended = refs.first { $0.owner == frontend.id && isFreed($0) && !live.contains($0.ref) }
             let bad = a % 2 == 0 ? ended?.ref ?? GrantRef(UInt32(20_000 + a)) : GrantRef(UInt32(20_000 + a))
-            try fails(.badGrants) { _ = try gntdev.map(grantRefs(pick(1, of: frontend.id, seed: b) ?? []) + [bad], from: frontend.id) }
+            try fails(.badGrants) {
+                _ = try gntdev.map(grantRefs(pick(1, of: frontend.id, seed: b) ?? []) + [bad], from: frontend.id)
+            }
         case .mapEmpty:
             try fails(.emptyRequest) { _ = try gntdev.map([GrantRef](), from: frontend.id) }
         case .mapTooMany:
@@ -68,7 +70,9 @@ extension ModelWorld {
             try fails(.tooManyPages) { _ = try gntdev.map(many, from: frontend.id) }
         case .mapMisstated:
             guard let chosen = pick(2, of: frontend.id, seed: b) else { return skip() }
-            try fails(.countMismatch) { _ = try gntdev.map(MisstatedRefs(refs: grantRefs(chosen), claimed: 1 + 2 * (a % 2)), from: frontend.id) }
+            try fails(.countMismatch) {
+                _ = try gntdev.map(MisstatedRefs(refs: grantRefs(chosen), claimed: 1 + 2 * (a % 2)), from: frontend.id)
+            }
         case .mapReserved:
             try fails(.reservedDomain) { _ = try gntdev.map([GrantRef(8)], from: DomainID(UInt16(0x7FF0 + a % 16))) }
         case .mapOwnGrants:
@@ -99,7 +103,9 @@ extension ModelWorld {
             let index = model.refs[offset / xenPageSize]
             let owner = refs[index].owner == frontend.id ? frontend : victim
             // Zero copy: the granting domain sees the byte at once (while it lives).
-            if owner == frontend || victimAlive, try owner.read(grant: refs[index].ref, at: offset % xenPageSize, count: 1) != [byte] {
+            if owner == frontend || victimAlive,
+                try owner.read(grant: refs[index].ref, at: offset % xenPageSize, count: 1) != [byte]
+            {
                 throw ModelMismatch(description: "\(step): a write through the mapping is not in the granting domain's page")
             }
             if let clear = model.clearByte, clear.ref == index, clear.offset == offset % xenPageSize { model.clearByte = nil }
@@ -115,12 +121,20 @@ extension ModelWorld {
             ok()
         case .notifyOutOfRange:
             guard let model = mappings.first else { return skip() }
-            try fails(.outOfRange) { try model.mapping.borrow { try $0.setUnmapNotification(.clearByte(at: model.refs.count * xenPageSize + a)) } }
+            try fails(.outOfRange) {
+                try model.mapping.borrow { try $0.setUnmapNotification(.clearByte(at: model.refs.count * xenPageSize + a)) }
+            }
         case .notifyUnboundPort:
             guard let model = mappings.first else { return skip() }
-            try fails(.eventChannelNotBound) { try model.mapping.borrow { try $0.setUnmapNotification(.sendEvent(port: Self.port)) } }
+            try fails(.eventChannelNotBound) {
+                try model.mapping.borrow { try $0.setUnmapNotification(.sendEvent(port: Self.port)) }
+            }
         case .mappedRange:
-            guard let model = mappings.first, let (address, offset, pages) = model.mapping.borrow({ ($0.baseAddress + b % $0.byteCount, $0.offset, $0.pageCount) }) else {
+            guard let model = mappings.first,
+                let (address, offset, pages) = model.mapping.borrow({
+                    ($0.baseAddress + b % $0.byteCount, $0.offset, $0.pageCount)
+                })
+            else {
                 var local = 0
                 return try fails(.notFound) { _ = try gntdev.mappedRange(containing: &local) }
             }

@@ -32,7 +32,8 @@ struct Step: Sendable, CustomStringConvertible {
         case interrupt, destroyVictim, victimGrant
 
         /// Every operation, those that need an export twice (exports come and go often).
-        static let weighted: [Operation] = allCases + [.export, .duplicate, .closeHolder, .release, .wait, .dropPending, .releaseAndWait]
+        static let weighted: [Operation] =
+            allCases + [.export, .duplicate, .closeHolder, .release, .wait, .dropPending, .releaseAndWait]
     }
 }
 
@@ -103,7 +104,12 @@ final class ModelWorld {
     static let port: UInt32 = 9999
 
     // The model.
-    struct RefModel { let ref: GrantRef; let owner: DomainID; var ended = false; var maps = 0 }
+    struct RefModel {
+        let ref: GrantRef
+        let owner: DomainID
+        var ended = false
+        var maps = 0
+    }
     var refs: [RefModel] = []
     final class MappingModel {
         let mapping: Held<GrantMapping>
@@ -125,7 +131,10 @@ final class ModelWorld {
         var holders: [Held<DmaBuf>] = []
         /// Whether its pages still count as mapped in the model.
         var maps = true
-        init(_ buffer: consuming ExportedDmaBuf, refs: [Int]) { owner = Held(buffer); self.refs = refs }
+        init(_ buffer: consuming ExportedDmaBuf, refs: [Int]) {
+            owner = Held(buffer)
+            self.refs = refs
+        }
         /// The kernel still has the buffer: the exporter's descriptor or a holder is open.
         var isLive: Bool { owner != nil || !holders.isEmpty }
     }
@@ -178,8 +187,14 @@ final class ModelWorld {
         try expect(census.memoryMappings == mappings.count + shares.count, "memory mappings \(census.memoryMappings)")
         for model in refs where !isFreed(model) && (model.owner == frontend.id || victimAlive) {
             let owner = model.owner == frontend.id ? frontend : victim
-            try expect(owner.mapCount(of: model.ref) == model.maps, "\(model.ref) of \(model.owner) maps \(owner.mapCount(of: model.ref)), model \(model.maps)")
-            try expect(owner.isGranted(model.ref) == (!model.ended || model.maps > 0), "\(model.ref) granted: \(owner.isGranted(model.ref)), model ended \(model.ended) maps \(model.maps)")
+            try expect(
+                owner.mapCount(of: model.ref) == model.maps,
+                "\(model.ref) of \(model.owner) maps \(owner.mapCount(of: model.ref)), model \(model.maps)"
+            )
+            try expect(
+                owner.isGranted(model.ref) == (!model.ended || model.maps > 0),
+                "\(model.ref) granted: \(owner.isGranted(model.ref)), model ended \(model.ended) maps \(model.maps)"
+            )
         }
     }
 
