@@ -133,10 +133,29 @@ enum SlotBytes {
     /// Fills a zeroed 64-byte slot on the stack with `body`, then copies as much of it as
     /// `destination` holds: no allocation, and no store past `destination`.
     static func withSlot(into destination: UnsafeMutableRawBufferPointer, _ body: (UnsafeMutableRawBufferPointer) -> Void) {
-        var slot: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        var slot = zeroSlot
         withUnsafeMutableBytes(of: &slot) { s in
             body(s)
             destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(s).prefix(destination.count)))
         }
     }
+    /// Calls `body` with `bytes` as a 64-byte slot: read in place when it holds a whole slot
+    /// (longer input is cut), else zero-padded on the stack. No allocation either way.
+    static func reading<T>(_ bytes: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+        if bytes.count >= DisplayProtocol.slotSize {
+            return body(UnsafeRawBufferPointer(rebasing: bytes.prefix(DisplayProtocol.slotSize)))
+        }
+        var slot = zeroSlot
+        withUnsafeMutableBytes(of: &slot) { $0.copyMemory(from: bytes) }
+        return withUnsafeBytes(of: slot) { body($0) }
+    }
+    /// A slot as a new array, written by `encode` (for the frontend's side and the tests).
+    static func array(_ encode: (UnsafeMutableRawBufferPointer) -> Void) -> [UInt8] {
+        var slot = [UInt8](repeating: 0, count: DisplayProtocol.slotSize)
+        slot.withUnsafeMutableBytes { encode($0) }
+        return slot
+    }
+    /// 64 zeroed bytes on the stack.
+    private typealias Slot = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+    private static var zeroSlot: Slot { (0, 0, 0, 0, 0, 0, 0, 0) }
 }

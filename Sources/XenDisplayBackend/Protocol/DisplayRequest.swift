@@ -117,14 +117,7 @@ public struct DisplayRequest: Hashable, Sendable {
 
     /// Decodes a 64-byte slot (shorter input is zero-padded, longer input is cut).
     public init(decoding bytes: UnsafeRawBufferPointer) {
-        if bytes.count >= DisplayProtocol.slotSize {
-            self = Self.decodeSlot(UnsafeRawBufferPointer(rebasing: bytes.prefix(DisplayProtocol.slotSize)))
-            return
-        }
-        // Short input: zero-padded on the stack, no allocation.
-        var slot: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &slot) { $0.copyMemory(from: bytes) }
-        self = withUnsafeBytes(of: slot) { Self.decodeSlot($0) }
+        self = SlotBytes.reading(bytes) { Self.decodeSlot($0) }
     }
 
     /// Decodes a 64-byte slot given as bytes.
@@ -263,11 +256,7 @@ public struct DisplayResponse: Hashable, Sendable {
         self.init(id: request.id, operation: request.operation, status: status, edidSize: edidSize)
     }
 
-    public var encoded: [UInt8] {
-        var slot = [UInt8](repeating: 0, count: DisplayProtocol.slotSize)
-        slot.withUnsafeMutableBytes { encode(into: $0) }
-        return slot
-    }
+    public var encoded: [UInt8] { SlotBytes.array { encode(into: $0) } }
 
     /// Writes the slot into `destination` (a `struct xendispl_resp`), without allocating;
     /// bytes past the fields are zeroed, bytes past `destination` are not written.
@@ -281,15 +270,15 @@ public struct DisplayResponse: Hashable, Sendable {
     }
 
     public init(decoding bytes: [UInt8]) {
-        var slot = bytes + [UInt8](repeating: 0, count: max(0, DisplayProtocol.slotSize - bytes.count))
-        slot = Array(slot.prefix(DisplayProtocol.slotSize))
-        self = slot.withUnsafeBytes { s in
-            DisplayResponse(
-                id: SlotBytes.load(s, 0, as: UInt16.self),
-                operation: DisplayOperation(rawValue: s[2]),
-                status: DisplayStatus(rawValue: SlotBytes.load(s, 4, as: Int32.self)),
-                edidSize: SlotBytes.load(s, 8, as: UInt32.self)
-            )
+        self = bytes.withUnsafeBytes { bytes in
+            SlotBytes.reading(bytes) { s in
+                DisplayResponse(
+                    id: SlotBytes.load(s, 0, as: UInt16.self),
+                    operation: DisplayOperation(rawValue: s[2]),
+                    status: DisplayStatus(rawValue: SlotBytes.load(s, 4, as: Int32.self)),
+                    edidSize: SlotBytes.load(s, 8, as: UInt32.self)
+                )
+            }
         }
     }
 }
@@ -308,11 +297,7 @@ public struct DisplayEvent: Hashable, Sendable {
         self.framebufferCookie = framebufferCookie
     }
 
-    public var encoded: [UInt8] {
-        var slot = [UInt8](repeating: 0, count: DisplayProtocol.slotSize)
-        slot.withUnsafeMutableBytes { encode(into: $0) }
-        return slot
-    }
+    public var encoded: [UInt8] { SlotBytes.array { encode(into: $0) } }
 
     /// Writes the slot into `destination` (a `struct xendispl_evt`), without allocating;
     /// bytes past the fields are zeroed, bytes past `destination` are not written.
@@ -325,14 +310,14 @@ public struct DisplayEvent: Hashable, Sendable {
     }
 
     public init(decoding bytes: [UInt8]) {
-        var slot = Array(bytes.prefix(DisplayProtocol.slotSize))
-        slot += [UInt8](repeating: 0, count: DisplayProtocol.slotSize - slot.count)
-        self = slot.withUnsafeBytes { s in
-            DisplayEvent(
-                id: SlotBytes.load(s, 0, as: UInt16.self),
-                type: s[2],
-                framebufferCookie: SlotBytes.load(s, 8, as: UInt64.self)
-            )
+        self = bytes.withUnsafeBytes { bytes in
+            SlotBytes.reading(bytes) { s in
+                DisplayEvent(
+                    id: SlotBytes.load(s, 0, as: UInt16.self),
+                    type: s[2],
+                    framebufferCookie: SlotBytes.load(s, 8, as: UInt64.self)
+                )
+            }
         }
     }
 }
