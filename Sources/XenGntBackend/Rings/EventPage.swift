@@ -95,22 +95,15 @@ public struct EventPageWriter<Event>: ~Copyable {
         if let failure { throw failure }
         let consumer = Shared.loadAcquire(base, EventPageGeometry.consumerOffset)
         let used = producer &- consumer
-        if Int32(bitPattern: used) < 0 {
-            failure = .ring(
-                .ringIndexBackwards,
-                .produceRing,
-                slots: geometry.capacity,
-                "in_cons \(consumer) is ahead of in_prod \(producer)"
-            )
-        } else if used > UInt32(geometry.capacity) {
-            failure = .ring(
-                .ringOverflow,
-                .produceRing,
-                slots: geometry.capacity,
-                "in_cons \(consumer) is \(used) events behind in_prod \(producer)"
-            )
+        if let problem = geometry.problem(
+            distance: used,
+            .produceRing,
+            backwards: "in_cons \(consumer) is ahead of in_prod \(producer)",
+            overflow: "in_cons \(consumer) is \(used) events behind in_prod \(producer)"
+        ) {
+            failure = problem
+            throw problem
         }
-        if let failure { throw failure }
         guard used < UInt32(geometry.capacity) else { return false }
         Shared.store(event, to: base + geometry.slot(producer))
         producer &+= 1
@@ -182,22 +175,15 @@ public struct EventPageReader<Event>: ~Copyable {
         if let failure { throw failure }
         let producer = Shared.loadAcquire(base, EventPageGeometry.producerOffset)
         let waiting = producer &- consumer
-        if Int32(bitPattern: waiting) < 0 {
-            failure = .ring(
-                .ringIndexBackwards,
-                .consumeRing,
-                slots: geometry.capacity,
-                "in_prod \(producer) is behind in_cons \(consumer)"
-            )
-        } else if waiting > UInt32(geometry.capacity) {
-            failure = .ring(
-                .ringOverflow,
-                .consumeRing,
-                slots: geometry.capacity,
-                "in_prod \(producer) is \(waiting) events ahead of in_cons \(consumer)"
-            )
+        if let problem = geometry.problem(
+            distance: waiting,
+            .consumeRing,
+            backwards: "in_prod \(producer) is behind in_cons \(consumer)",
+            overflow: "in_prod \(producer) is \(waiting) events ahead of in_cons \(consumer)"
+        ) {
+            failure = problem
+            throw problem
         }
-        if let failure { throw failure }
         guard waiting > 0 else { return nil }
         let event = Shared.copy(Event.self, from: base + geometry.slot(consumer))
         consumer &+= 1
@@ -209,5 +195,21 @@ public struct EventPageReader<Event>: ~Copyable {
     /// Stops using the page and withdraws its grants, reporting errors.
     public consuming func detach() throws(XenGntError) {
         try memory.release()
+    }
+}
+
+extension EventPageGeometry {
+    /// The error for an impossible `distance` between the free-running producer and consumer
+    /// indices (`in_prod − in_cons`): negative (an index went backwards) or more events than the
+    /// page holds. The details are built only for the error.
+    func problem(
+        distance: UInt32,
+        _ operation: XenGntError.Operation,
+        backwards: @autoclosure () -> String,
+        overflow: @autoclosure () -> String
+    ) -> XenGntError? {
+        if Int32(bitPattern: distance) < 0 { return .ring(.ringIndexBackwards, operation, slots: capacity, backwards()) }
+        if distance > UInt32(capacity) { return .ring(.ringOverflow, operation, slots: capacity, overflow()) }
+        return nil
     }
 }
